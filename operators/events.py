@@ -1,0 +1,301 @@
+"""The Pulse event model (schema version 1): parse raw bytes, validate, normalize.
+
+An event is one JSON object (UTF-8). Fields:
+
+==============  ========  ==========================================================
+field           required  meaning
+==============  ========  ==========================================================
+event_id        yes       string, 1..128 chars, unique per event (dedupe key)
+type            yes       one of ``EVENT_TYPES``
+user_id         one of    string, 1..128 chars: the known customer id
+anonymous_id    one of    string, 1..128 chars: cookie / app-install id
+timestamp       yes       event time: ISO-8601 with a UTC offset, or epoch ms (int)
+item_id         see note  string: the product the event is about
+category        no        string: the product category, e.g. ``outdoor/tents``
+price           see note  number >= 0: unit price
+quantity        no        integer >= 1 (default 1)
+items           no        purchases only: list of ``{item_id, category, price, quantity}``
+query           no        searches: the search string
+context         no        object: ``device`` (string), ``channel`` (string),
+                          ``geo`` (object: ``country``, ``city`` strings; ``lat``, ``lon``
+                          numbers in range)
+==============  ========  ==========================================================
+
+Note: ``product_view``, ``add_to_cart`` and ``remove_from_cart`` need ``item_id``;
+``purchase`` needs either ``items`` or ``item_id`` with ``price``. Unknown top-level
+fields are ignored (never stored). A timestamp more than ``MAX_FUTURE_SKEW_MS`` in the
+future of the ingestion time is rejected.
+
+>>> e = parse_event(b'{"event_id":"e1","type":"add_to_cart","user_id":"u1",'
+...                 b'"timestamp":"2026-11-27T10:00:00Z","item_id":"sku-1","price":9.5}')
+>>> e.profile_key, e.type, e.items[0].item_id, e.ts_ms
+('u1', 'add_to_cart', 'sku-1', 1796205600000)
+>>> parse_event(b'{"event_id":"e1","type":"teleport","user_id":"u1","timestamp":0}')
+InvalidEvent(reason='unknown_type', detail="type 'teleport' is not one of: ...")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+EVENT_TYPES = (
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "login",
+    "identify",
+    "profile_update",
+    "consent_update",
+)
+_EVENT_TYPE_SET = frozenset(EVENT_TYPES)
+_NEEDS_ITEM = frozenset(("product_view", "add_to_cart", "remove_from_cart"))
+MAX_ID_LEN = 128
+MAX_STR_LEN = 256
+MAX_EVENT_BYTES = 64 * 1024
+MAX_ITEMS = 200
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+# 2000-01-01T00:00:00Z: anything earlier is a unit mistake (seconds instead of ms).
+MIN_TS_MS = 946_684_800_000
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    item_id: str
+    category: str | None
+    price: float
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Geo:
+    country: str | None = None
+    city: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    device: str | None = None
+    channel: str | None = None
+    geo: Geo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated, normalized event."""
+
+    event_id: str
+    type: str
+    user_id: str | None
+    anonymous_id: str | None
+    ts_ms: int
+    items: tuple[LineItem, ...]
+    query: str | None
+    context: Context
+
+    @property
+    def profile_key(self) -> str:
+        """The id whose profile this event updates (identity stitching refines this)."""
+        return self.user_id if self.user_id is not None else self.anonymous_id  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidEvent:
+    """Why a record is not an event. ``reason`` is a short stable code (a metric label)."""
+
+    reason: str
+    detail: str
+
+
+EventOrError = Event | InvalidEvent
+
+INVALID_REASONS = (
+    "too_large",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "bad_field",
+    "unknown_type",
+    "bad_timestamp",
+)
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_event(raw: bytes, now_ms: int | None = None) -> EventOrError:
+    """Parse and validate one raw record. Never raises for bad input."""
+    if raw is None:
+        return InvalidEvent("not_json", "empty record (no value)")
+    if len(raw) > MAX_EVENT_BYTES:
+        return InvalidEvent("too_large", f"record is {len(raw)} bytes, limit {MAX_EVENT_BYTES}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return InvalidEvent("not_json", f"invalid JSON: {exc}")
+    if not isinstance(doc, dict):
+        return InvalidEvent("not_object", f"expected a JSON object, got {type(doc).__name__}")
+    try:
+        return _validate(doc, now_ms)
+    except _Reject as rej:
+        return InvalidEvent(rej.reason, rej.detail)
+
+
+def _validate(doc: dict[str, Any], now_ms: int | None) -> Event:
+    event_id = _id(doc, "event_id", required=True)
+    etype = doc.get("type")
+    if etype is None:
+        raise _Reject("missing_field", "field 'type' is required")
+    if etype not in _EVENT_TYPE_SET:
+        shown = repr(etype) if isinstance(etype, str) else f"of JSON type {type(etype).__name__}"
+        raise _Reject("unknown_type", f"type {shown} is not one of: {', '.join(EVENT_TYPES)}")
+    user_id = _id(doc, "user_id")
+    anonymous_id = _id(doc, "anonymous_id")
+    if user_id is None and anonymous_id is None:
+        raise _Reject("missing_field", "one of 'user_id' or 'anonymous_id' is required")
+    ts_ms = _timestamp(doc.get("timestamp"), now_ms)
+    items = _items(doc, etype)
+    query = _opt_str(doc, "query", doc.get("query"))
+    return Event(event_id, etype, user_id, anonymous_id, ts_ms, items, query, _context(doc.get("context")))
+
+
+def _id(doc: dict[str, Any], field: str, required: bool = False) -> str | None:
+    value = doc.get(field)
+    if value is None:
+        if required:
+            raise _Reject("missing_field", f"field {field!r} is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _Reject("bad_field", f"field {field!r} must be a non-empty string")
+    if len(value) > MAX_ID_LEN:
+        raise _Reject("bad_field", f"field {field!r} is longer than {MAX_ID_LEN} chars")
+    return value.strip()
+
+
+def _opt_str(doc: dict[str, Any], field: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Reject("bad_field", f"field {field!r} must be a string, got {type(value).__name__}")
+    if len(value) > MAX_STR_LEN:
+        raise _Reject("bad_field", f"field {field!r} is longer than {MAX_STR_LEN} chars")
+    return value.strip() or None
+
+
+def _number(field: str, value: Any, lo: float, hi: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Reject("bad_field", f"field {field!r} must be a number")
+    if not (lo <= value <= hi):
+        raise _Reject("bad_field", f"field {field!r} = {value} is outside [{lo}, {hi}]")
+    return float(value)
+
+
+def _timestamp(value: Any, now_ms: int | None) -> int:
+    if value is None:
+        raise _Reject("missing_field", "field 'timestamp' is required")
+    if isinstance(value, bool):
+        raise _Reject("bad_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds")
+    if isinstance(value, int):
+        ts_ms = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise _Reject("bad_timestamp", f"timestamp {value[:64]!r} is not ISO-8601") from None
+        if parsed.tzinfo is None:
+            raise _Reject("bad_timestamp", f"timestamp {value[:64]!r} has no UTC offset")
+        ts_ms = int(parsed.timestamp() * 1000)
+    else:
+        raise _Reject("bad_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds")
+    if ts_ms < MIN_TS_MS:
+        raise _Reject("bad_timestamp", f"timestamp {ts_ms} is before 2000-01-01 (seconds instead of ms?)")
+    if now_ms is not None and ts_ms > now_ms + MAX_FUTURE_SKEW_MS:
+        raise _Reject("bad_timestamp", f"timestamp {ts_ms} is more than 5 minutes in the future")
+    return ts_ms
+
+
+def _line(prefix: str, src: dict[str, Any], need_price: bool) -> LineItem:
+    raw_id = src.get("item_id")
+    if raw_id is None:
+        raise _Reject("missing_field", f"field '{prefix}item_id' is required")
+    if not isinstance(raw_id, str) or not raw_id.strip() or len(raw_id) > MAX_ID_LEN:
+        raise _Reject("bad_field", f"field '{prefix}item_id' must be a string of 1..{MAX_ID_LEN} chars")
+    item_id = raw_id.strip()
+    category = _opt_str(src, f"{prefix}category", src.get("category"))
+    price_raw = src.get("price")
+    if price_raw is None:
+        if need_price:
+            raise _Reject("missing_field", f"field '{prefix}price' is required")
+        price = 0.0
+    else:
+        price = _number(f"{prefix}price", price_raw, 0.0, 1e9)
+    qty_raw = src.get("quantity", 1)
+    if isinstance(qty_raw, bool) or not isinstance(qty_raw, int) or not 1 <= qty_raw <= 10_000:
+        raise _Reject("bad_field", f"field '{prefix}quantity' must be an integer in [1, 10000]")
+    return LineItem(item_id, category, price, qty_raw)
+
+
+def _items(doc: dict[str, Any], etype: str) -> tuple[LineItem, ...]:
+    lines = doc.get("items")
+    if lines is not None:
+        if etype != "purchase":
+            raise _Reject("bad_field", "field 'items' is only allowed on purchase events")
+        if not isinstance(lines, list) or not lines:
+            raise _Reject("bad_field", "field 'items' must be a non-empty list")
+        if len(lines) > MAX_ITEMS:
+            raise _Reject("bad_field", f"field 'items' has more than {MAX_ITEMS} lines")
+        out = []
+        for i, line in enumerate(lines):
+            if not isinstance(line, dict):
+                raise _Reject("bad_field", f"items[{i}] must be an object")
+            out.append(_line(f"items[{i}].", line, need_price=True))
+        return tuple(out)
+    if etype == "purchase":
+        if doc.get("item_id") is None:
+            raise _Reject("missing_field", "purchase needs 'items' or 'item_id' with 'price'")
+        return (_line("", doc, need_price=True),)
+    if etype in _NEEDS_ITEM or doc.get("item_id") is not None:
+        return (_line("", doc, need_price=False),)
+    return ()
+
+
+def _context(ctx: Any) -> Context:
+    if ctx is None:
+        return Context()
+    if not isinstance(ctx, dict):
+        raise _Reject("bad_field", "field 'context' must be an object")
+    geo_raw = ctx.get("geo")
+    geo = None
+    if geo_raw is not None:
+        if not isinstance(geo_raw, dict):
+            raise _Reject("bad_field", "field 'context.geo' must be an object")
+        lat = geo_raw.get("lat")
+        lon = geo_raw.get("lon")
+        if (lat is None) != (lon is None):
+            raise _Reject("bad_field", "fields 'context.geo.lat' and 'context.geo.lon' go together")
+        geo = Geo(
+            country=_opt_str(geo_raw, "context.geo.country", geo_raw.get("country")),
+            city=_opt_str(geo_raw, "context.geo.city", geo_raw.get("city")),
+            lat=None if lat is None else _number("context.geo.lat", lat, -90.0, 90.0),
+            lon=None if lon is None else _number("context.geo.lon", lon, -180.0, 180.0),
+        )
+    return Context(
+        device=_opt_str(ctx, "context.device", ctx.get("device")),
+        channel=_opt_str(ctx, "context.channel", ctx.get("channel")),
+        geo=geo,
+    )

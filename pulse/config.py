@@ -1,0 +1,237 @@
+"""Configuration: embedded defaults, overridden by a TOML file, overridden by environment.
+
+Every setting is ``[section] key`` in the file and ``PULSE_<SECTION>_<KEY>`` in the
+environment (e.g. ``PULSE_KAFKA_BOOTSTRAP_SERVERS``). librdkafka settings go in the
+``[kafka.consumer]`` / ``[kafka.producer]`` tables, or ``PULSE_KAFKA_CONSUMER__<NAME>`` /
+``PULSE_KAFKA_PRODUCER__<NAME>`` with dots written as ``_`` (``..._SECURITY_PROTOCOL``).
+Variables named ``PULSE_TEST_*`` belong to the test suite and are ignored here.
+A bad file or value fails at start with the file, the line and what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names where (file:line or variable) and what."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    events_topic: str = "pulse.events"
+    dlq_topic: str = "pulse.dlq"
+    batch_size: int = 1000
+    consumer: Mapping[str, str] = field(default_factory=dict)
+    producer: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: str = "./pulse-data"
+    idle_evict_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    workers: int = 1
+    epoch_interval_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    grpc_address: str = "127.0.0.1:50051"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9465
+    max_workers: int = 8
+    catch_up_interval_ms: int = 20
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    users: int = 2000
+    events_per_second: float = 200.0
+    seed: int = 7
+    invalid_rate: float = 0.005
+
+
+@dataclass(frozen=True)
+class PulseConfig:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    processor: ProcessorConfig = field(default_factory=ProcessorConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.state.dir) / "store"
+
+    @property
+    def recovery_dir(self) -> Path:
+        return Path(self.state.dir) / "recovery"
+
+    def with_overrides(self, section: str, **values: Any) -> PulseConfig:
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)})
+
+
+_SECTION_TYPES = {
+    "kafka": KafkaConfig,
+    "state": StateConfig,
+    "processor": ProcessorConfig,
+    "serving": ServingConfig,
+    "generator": GeneratorConfig,
+}
+_TABLE_FIELDS = {("kafka", "consumer"), ("kafka", "producer")}
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    """Best-effort line number of ``key`` in ``[section]`` (tomllib keeps no positions)."""
+    current = None
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.match(r"^\[\s*([A-Za-z0-9_.\-]+)\s*\]", stripped)
+        if header:
+            current = header.group(1)
+            if key is None and current == section:
+                return n
+            continue
+        if key is not None and current == section and re.match(rf"^\"?{re.escape(key)}\"?\s*=", stripped):
+            return n
+    return None
+
+
+def _coerce(value: Any, typ: Any, where: str, name: str) -> Any:
+    typ_name = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    if typ_name == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
+        return value
+    if typ_name == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+        return float(value)
+    if typ_name == "str":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: {name} must be a non-empty string, got {value!r}")
+        return value
+    if typ_name.startswith("Mapping"):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {name} must be a table of librdkafka settings")
+        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    raise ConfigError(f"{where}: {name}: unsupported setting type {typ_name}")
+
+
+def _from_env_string(raw: str, typ: Any, var: str) -> Any:
+    typ_name = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if typ_name == "int":
+            return int(raw)
+        if typ_name == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {var}: expected {typ_name}, got {raw!r}") from None
+    return raw
+
+
+def _validate(cfg: PulseConfig, where_of) -> None:
+    checks = [
+        ("processor", "metrics_port", 0 <= cfg.processor.metrics_port <= 65535, "must be a port in 0..65535"),
+        ("serving", "metrics_port", 0 <= cfg.serving.metrics_port <= 65535, "must be a port in 0..65535"),
+        ("processor", "workers", cfg.processor.workers >= 1, "must be at least 1"),
+        ("processor", "epoch_interval_ms", cfg.processor.epoch_interval_ms >= 10, "must be at least 10"),
+        ("kafka", "batch_size", 1 <= cfg.kafka.batch_size <= 100_000, "must be in 1..100000"),
+        ("state", "idle_evict_seconds", cfg.state.idle_evict_seconds > 0, "must be positive"),
+        ("serving", "max_workers", cfg.serving.max_workers >= 1, "must be at least 1"),
+        ("serving", "catch_up_interval_ms", cfg.serving.catch_up_interval_ms >= 1, "must be at least 1"),
+        ("serving", "grpc_address", ":" in cfg.serving.grpc_address, "must be host:port"),
+        ("generator", "users", cfg.generator.users >= 1, "must be at least 1"),
+        ("generator", "events_per_second", cfg.generator.events_per_second > 0, "must be positive"),
+        ("generator", "invalid_rate", 0 <= cfg.generator.invalid_rate <= 1, "must be in [0, 1]"),
+    ]
+    for section, key, ok, what in checks:
+        if not ok:
+            value = getattr(getattr(cfg, section), key)
+            raise ConfigError(f"{where_of(section, key)}: {section}.{key} = {value!r} {what}")
+
+
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> PulseConfig:
+    """Defaults, then the TOML file at ``path`` (or ``$PULSE_CONFIG``), then ``PULSE_*``."""
+    env = os.environ if env is None else env
+    path = path if path is not None else env.get("PULSE_CONFIG") or None
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
+    origin: dict[tuple[str, str], str] = {}
+    text = ""
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read configuration file: {exc.strerror}") from None
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = _TOML_POS.search(str(exc))
+            msg = _TOML_POS.sub("", str(exc)).strip()
+            line = f":{m.group(1)}:{m.group(2)}" if m else ""
+            raise ConfigError(f"{p}{line}: invalid TOML: {msg}") from None
+        for section, body in doc.items():
+            if section not in _SECTION_TYPES:
+                line = _line_of(text, section, None)
+                raise ConfigError(
+                    f"{p}:{line}: unknown section [{section}]; known: {', '.join(_SECTION_TYPES)}"
+                )
+            if not isinstance(body, dict):
+                raise ConfigError(f"{p}:{_line_of(text, section, None) or _line_of(text, '', section)}: "
+                                  f"{section} must be a [{section}] table")
+            known = {f.name: f.type for f in dataclasses.fields(_SECTION_TYPES[section])}
+            for key, value in body.items():
+                table_key = f"{section}.{key}" if (section, key) in _TABLE_FIELDS else section
+                line = _line_of(text, table_key, None if (section, key) in _TABLE_FIELDS else key)
+                where = f"{p}:{line}" if line else str(p)
+                if key not in known:
+                    raise ConfigError(f"{where}: unknown setting {section}.{key}; known: {', '.join(known)}")
+                sections[section][key] = _coerce(value, known[key], where, f"{section}.{key}")
+                origin[(section, key)] = where
+
+    prefix = "PULSE_"
+    for var, raw in env.items():
+        if not var.startswith(prefix) or var == "PULSE_CONFIG" or var.startswith("PULSE_TEST_"):
+            continue
+        rest = var[len(prefix):].lower()
+        for section, cls in _SECTION_TYPES.items():
+            if not rest.startswith(section + "_"):
+                continue
+            key = rest[len(section) + 1:]
+            for table in ("consumer", "producer"):
+                if section == "kafka" and key.startswith(table + "__"):
+                    setting = key[len(table) + 2:].replace("_", ".")
+                    merged = dict(sections["kafka"].get(table, {}))
+                    merged[setting] = raw
+                    sections["kafka"][table] = merged
+                    break
+            else:
+                known = {f.name: f.type for f in dataclasses.fields(cls)}
+                if key not in known or (section, key) in _TABLE_FIELDS:
+                    raise ConfigError(f"environment variable {var}: unknown setting {section}.{key}")
+                value = _from_env_string(raw, known[key], var)
+                sections[section][key] = _coerce(value, known[key], f"environment variable {var}", f"{section}.{key}")
+                origin[(section, key)] = f"environment variable {var}"
+            break
+        else:
+            raise ConfigError(f"environment variable {var}: unknown section; known: {', '.join(_SECTION_TYPES)}")
+
+    cfg = PulseConfig(**{name: cls(**sections[name]) for name, cls in _SECTION_TYPES.items()})
+    _validate(cfg, lambda s, k: origin.get((s, k), "default"))
+    return cfg

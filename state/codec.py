@@ -1,0 +1,26 @@
+"""Stored forms of records: orjson bytes with a schema version inside every record."""
+
+from __future__ import annotations
+
+import orjson
+
+from operators.profile import Profile, ProfileRecordError
+
+
+class StateCodecError(ValueError):
+    """A stored value cannot be decoded."""
+
+
+def encode_profile(profile: Profile) -> bytes:
+    return orjson.dumps(profile.to_record())
+
+
+def decode_profile(raw: bytes) -> Profile:
+    try:
+        return Profile.from_record(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ProfileRecordError, TypeError) as exc:
+        raise StateCodecError(f"undecodable profile record ({len(raw)} bytes): {exc}") from exc
+
+
+def profile_key(profile_id: str) -> bytes:
+    return profile_id.encode("utf-8")
