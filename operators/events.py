@@ -29,7 +29,7 @@ future of the ingestion time is rejected.
 >>> e = parse_event(b'{"event_id":"e1","type":"add_to_cart","user_id":"u1",'
 ...                 b'"timestamp":"2026-11-27T10:00:00Z","item_id":"sku-1","price":9.5}')
 >>> e.profile_key, e.type, e.items[0].item_id, e.ts_ms
-('u1', 'add_to_cart', 'sku-1', 1796205600000)
+('u1', 'add_to_cart', 'sku-1', 1795773600000)
 >>> parse_event(b'{"event_id":"e1","type":"teleport","user_id":"u1","timestamp":0}')
 InvalidEvent(reason='unknown_type', detail="type 'teleport' is not one of: ...")
 """

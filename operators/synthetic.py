@@ -8,9 +8,11 @@ deliberately malformed, so the dead-letter path is exercised too.
 
 >>> gen = ClickstreamGenerator(seed=7, users=50)
 >>> a = [gen.next_record(1796205600000 + i) for i in range(3)]
->>> b = [ClickstreamGenerator(seed=7, users=50).next_record(1796205600000 + i) for i in range(3)]
->>> a == b
+>>> again = ClickstreamGenerator(seed=7, users=50)
+>>> a == [again.next_record(1796205600000 + i) for i in range(3)]
 True
+>>> ClickstreamGenerator(seed=8, users=50).next_record(1796205600000) == a[0]
+False
 """
 
 from __future__ import annotations
