@@ -30,6 +30,9 @@ class KafkaConfig:
     events_topic: str = "pulse.events"
     dlq_topic: str = "pulse.dlq"
     batch_size: int = 1000
+    # `pulse run` creates missing topics with this many partitions (false: fail instead).
+    create_topics: bool = True
+    topic_partitions: int = 3
     consumer: Mapping[str, str] = field(default_factory=dict)
     producer: Mapping[str, str] = field(default_factory=dict)
 
@@ -114,6 +117,10 @@ def _line_of(text: str, section: str, key: str | None) -> int | None:
 
 def _coerce(value: Any, typ: Any, where: str, name: str) -> Any:
     typ_name = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    if typ_name == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
+        return value
     if typ_name == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
@@ -135,6 +142,12 @@ def _coerce(value: Any, typ: Any, where: str, name: str) -> Any:
 
 def _from_env_string(raw: str, typ: Any, var: str) -> Any:
     typ_name = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    if typ_name == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"environment variable {var}: expected true or false, got {raw!r}")
     try:
         if typ_name == "int":
             return int(raw)
@@ -152,6 +165,7 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("processor", "workers", cfg.processor.workers >= 1, "must be at least 1"),
         ("processor", "epoch_interval_ms", cfg.processor.epoch_interval_ms >= 10, "must be at least 10"),
         ("kafka", "batch_size", 1 <= cfg.kafka.batch_size <= 100_000, "must be in 1..100000"),
+        ("kafka", "topic_partitions", cfg.kafka.topic_partitions >= 1, "must be at least 1"),
         ("state", "idle_evict_seconds", cfg.state.idle_evict_seconds > 0, "must be positive"),
         ("serving", "max_workers", cfg.serving.max_workers >= 1, "must be at least 1"),
         ("serving", "catch_up_interval_ms", cfg.serving.catch_up_interval_ms >= 1, "must be at least 1"),

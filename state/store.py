@@ -128,6 +128,11 @@ class RocksStore:
             yield decode_profile(raw)
 
     def count(self) -> int:
+        """Exact number of profiles (a full key scan: for tests and tools, not hot paths)."""
+        return sum(1 for _ in self._profiles_db.keys())
+
+    def estimate_count(self) -> int:
+        """RocksDB's cheap estimate (counts overwrites until compaction)."""
         return int(self._profiles_db.property_int_value("rocksdb.estimate-num-keys") or 0)
 
     def close(self) -> None:

@@ -1,0 +1,91 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetProfileRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class GetProfileResponse(_message.Message):
+    __slots__ = ("profile",)
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    profile: Profile
+    def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
+
+class Profile(_message.Message):
+    __slots__ = ("profile_id", "event_counts", "last_seen", "first_seen", "total_spend", "orders", "cart", "top_categories", "last_device", "last_channel", "last_location", "version")
+    class EventCountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SPEND_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    CART_FIELD_NUMBER: _ClassVar[int]
+    TOP_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    LAST_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOCATION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    event_counts: _containers.ScalarMap[str, int]
+    last_seen: _timestamp_pb2.Timestamp
+    first_seen: _timestamp_pb2.Timestamp
+    total_spend: float
+    orders: int
+    cart: _containers.RepeatedCompositeFieldContainer[CartLine]
+    top_categories: _containers.RepeatedCompositeFieldContainer[CategoryCount]
+    last_device: str
+    last_channel: str
+    last_location: Geo
+    version: int
+    def __init__(self, profile_id: _Optional[str] = ..., event_counts: _Optional[_Mapping[str, int]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_spend: _Optional[float] = ..., orders: _Optional[int] = ..., cart: _Optional[_Iterable[_Union[CartLine, _Mapping]]] = ..., top_categories: _Optional[_Iterable[_Union[CategoryCount, _Mapping]]] = ..., last_device: _Optional[str] = ..., last_channel: _Optional[str] = ..., last_location: _Optional[_Union[Geo, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class CartLine(_message.Message):
+    __slots__ = ("item_id", "quantity", "unit_price", "category", "added_at")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    quantity: int
+    unit_price: float
+    category: str
+    added_at: _timestamp_pb2.Timestamp
+    def __init__(self, item_id: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price: _Optional[float] = ..., category: _Optional[str] = ..., added_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CategoryCount(_message.Message):
+    __slots__ = ("category", "count")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    count: int
+    def __init__(self, category: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class Geo(_message.Message):
+    __slots__ = ("country", "city", "lat", "lon")
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LON_FIELD_NUMBER: _ClassVar[int]
+    country: str
+    city: str
+    lat: float
+    lon: float
+    def __init__(self, country: _Optional[str] = ..., city: _Optional[str] = ..., lat: _Optional[float] = ..., lon: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,213 @@
+"""The ``pulse`` command line.
+
+    pulse demo                  the flow on the built-in clickstream + the gRPC server, one process
+    pulse run                   the flow: Kafka events topic -> profiles in RocksDB (+ DLQ)
+    pulse serve                 the gRPC server over the flow's RocksDB (a secondary reader)
+    pulse produce-sample        write the synthetic clickstream to the Kafka events topic
+    pulse get-profile USER      call GetProfile on a running server and print the answer
+    pulse config                print the effective configuration
+
+Every command takes ``--config FILE`` (TOML); ``PULSE_*`` environment variables override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from pulse.config import ConfigError, PulseConfig, load_config
+
+log = logging.getLogger("pulse")
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("PULSE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _start_metrics(host: str, port: int) -> int:
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=host)
+    return server.server_address[1]
+
+
+def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    from flows.runtime import ensure_topics, kafka_flow, run_flow
+    from state.store import RocksStore
+
+    ensure_topics(cfg)
+    store = RocksStore(cfg.store_dir)
+    port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
+    log.info("processing %s from %s into %s; metrics on http://%s:%d/metrics", cfg.kafka.events_topic,
+             cfg.kafka.bootstrap_servers, cfg.store_dir, cfg.processor.metrics_host, port)
+    try:
+        run_flow(kafka_flow(cfg, store, tail=not args.exit_at_end), cfg)
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_serve(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    from serving.server import serve
+
+    serve(cfg)
+    return 0
+
+
+def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    from flows.runtime import demo_flow, run_flow
+    from serving.server import create_server
+    from state.store import RocksReader, RocksStore
+
+    store = RocksStore(cfg.store_dir)
+    reader = RocksReader(cfg.store_dir, Path(cfg.state.dir) / "readers" / f"demo-{os.getpid()}")
+    server, grpc_port = create_server(cfg.serving.grpc_address, reader, max_workers=cfg.serving.max_workers,
+                                      catch_up_interval_ms=cfg.serving.catch_up_interval_ms)
+    server.start()
+    metrics_port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
+    host = cfg.serving.grpc_address.rsplit(":", 1)[0]
+    address = f"{host}:{grpc_port}"
+    print(
+        f"Pulse demo: {cfg.generator.events_per_second:g} synthetic events/s from {cfg.generator.users} users\n"
+        f"  state (RocksDB):  {cfg.store_dir}\n"
+        f"  dead letters:     {Path(cfg.state.dir) / 'dead-letters.jsonl'}\n"
+        f"  gRPC:             {address}   (service pulse.v1.Pulse, health, reflection)\n"
+        f"  metrics:          http://{cfg.processor.metrics_host}:{metrics_port}/metrics\n"
+        f"  try:              pulse get-profile u000000 --address {address}\n"
+        f"                    grpcurl -plaintext -d '{{\"user_id\":\"u000000\"}}' {address} pulse.v1.Pulse/GetProfile\n"
+        f"Ctrl-C stops.",
+        flush=True,
+    )
+    try:
+        run_flow(demo_flow(cfg, store, limit=args.limit), cfg)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop(grace=1).wait()
+        reader.close()
+        store.close()
+    return 0
+
+
+def cmd_produce_sample(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    from confluent_kafka import Producer
+
+    from flows.runtime import ensure_topics
+    from operators.synthetic import ClickstreamGenerator
+
+    ensure_topics(cfg)
+    g = cfg.generator
+    gen = ClickstreamGenerator(seed=g.seed, users=g.users, invalid_rate=g.invalid_rate)
+    producer = Producer({"bootstrap.servers": cfg.kafka.bootstrap_servers, "enable.idempotence": "true",
+                         "linger.ms": "20", **dict(cfg.kafka.producer)})
+    rate = args.rate if args.rate is not None else g.events_per_second
+    start = time.monotonic()
+    sent = 0
+    last_report = start
+    while args.count is None or sent < args.count:
+        due = int((time.monotonic() - start) * rate) if rate > 0 else sent + 1000
+        while sent < due and (args.count is None or sent < args.count):
+            key, value = gen.next_record(int(time.time() * 1000))
+            try:
+                producer.produce(cfg.kafka.events_topic, value=value, key=key)
+            except BufferError:
+                producer.poll(0.1)
+                continue
+            sent += 1
+        producer.poll(0)
+        now = time.monotonic()
+        if now - last_report >= 5:
+            print(f"produced {sent} events ({sent / (now - start):.0f}/s)", file=sys.stderr, flush=True)
+            last_report = now
+        if sent >= due:
+            time.sleep(0.005)
+    left = producer.flush(30)
+    if left:
+        print(f"error: {left} events not acknowledged by {cfg.kafka.bootstrap_servers}", file=sys.stderr)
+        return 1
+    print(f"produced {sent} events to {cfg.kafka.events_topic} on {cfg.kafka.bootstrap_servers}")
+    return 0
+
+
+def cmd_get_profile(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
+
+    address = args.address or cfg.serving.grpc_address
+    with grpc.insecure_channel(address) as channel:
+        stub = pulse_pb2_grpc.PulseStub(channel)
+        try:
+            reply = stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=args.user_id), timeout=args.timeout)
+        except grpc.RpcError as err:
+            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+            return 2
+    print(json.dumps(MessageToDict(reply), indent=2))
+    return 0
+
+
+def cmd_config(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    print(json.dumps(dataclasses.asdict(cfg), indent=2, default=dict))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pulse", description="Pulse: real-time personalization engine")
+    parser.add_argument("--config", help="TOML configuration file (default: $PULSE_CONFIG, else built-in defaults)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="run the flow on the built-in synthetic clickstream plus the gRPC server")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many events (default: run forever)")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("run", help="run the flow: Kafka events -> per-profile state in RocksDB")
+    p.add_argument("--exit-at-end", action="store_true", help="stop at the end of the topic instead of tailing it")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("serve", help="serve gRPC from the flow's RocksDB")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("produce-sample", help="write the synthetic clickstream to the Kafka events topic")
+    p.add_argument("--count", type=int, default=None, help="number of events (default: until interrupted)")
+    p.add_argument("--rate", type=float, default=None, help="events per second (0: as fast as possible)")
+    p.set_defaults(func=cmd_produce_sample)
+    p = sub.add_parser("get-profile", help="print a profile from a running server")
+    p.add_argument("user_id")
+    p.add_argument("--address", default=None, help="host:port (default: serving.grpc_address)")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(func=cmd_get_profile)
+    p = sub.add_parser("config", help="print the effective configuration")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging()
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"pulse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return args.func(cfg, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line reason for known startup failures
+        from flows.runtime import TopicError
+        from state.store import StoreError
+
+        if isinstance(exc, (TopicError, StoreError)):
+            print(f"pulse: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
