@@ -211,8 +211,9 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
                                   f"{section} must be a [{section}] table")
             known = {f.name: f.type for f in dataclasses.fields(_SECTION_TYPES[section])}
             for key, value in body.items():
-                table_key = f"{section}.{key}" if (section, key) in _TABLE_FIELDS else section
-                line = _line_of(text, table_key, None if (section, key) in _TABLE_FIELDS else key)
+                line = _line_of(text, section, key)
+                if line is None and (section, key) in _TABLE_FIELDS:
+                    line = _line_of(text, f"{section}.{key}", None)
                 where = f"{p}:{line}" if line else str(p)
                 if key not in known:
                     raise ConfigError(f"{where}: unknown setting {section}.{key}; known: {', '.join(known)}")

@@ -1,0 +1,80 @@
+"""One contract for every store implementation, plus the RocksDB-specific promises."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.profile import Profile
+from state.codec import StateCodecError, encode_profile
+from state.store import MemoryStore, RocksReader, RocksStore, StoreError, StoreNotReady
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def store(request, tmp_path):
+    s = MemoryStore() if request.param == "memory" else RocksStore(tmp_path / "store")
+    yield s
+    s.close()
+
+
+def test_absent_profile_is_none(store):
+    assert store.get("nobody") is None
+
+
+def test_write_then_read_round_trips(store):
+    a = Profile("a", counts={"page_view": 3}, cart={"x": {"qty": 1, "price": 2.0, "category": None, "added_ms": 1}})
+    store.write([a, Profile("b")])
+    assert store.get("a") == a
+    assert store.get("b") == Profile("b")
+
+
+def test_later_write_replaces(store):
+    store.write([Profile("a", orders=1)])
+    store.write_encoded([("a", encode_profile(Profile("a", orders=2)))])
+    assert store.get("a").orders == 2
+
+
+def test_unicode_ids(store):
+    store.write([Profile("ünïcødé-✓")])
+    assert store.get("ünïcødé-✓").profile_id == "ünïcødé-✓"
+
+
+def test_undecodable_record_raises_codec_error(store):
+    store.write_encoded([("bad", b"{not json")])
+    with pytest.raises(StateCodecError, match="undecodable profile record"):
+        store.get("bad")
+
+
+def test_rocksdb_survives_reopen(tmp_path):
+    s = RocksStore(tmp_path / "db")
+    s.write([Profile("a", orders=4)])
+    s.close()
+    s = RocksStore(tmp_path / "db")
+    assert s.get("a").orders == 4
+    assert s.count() == 1
+    s.close()
+
+
+def test_second_writer_gets_a_clear_error(tmp_path):
+    s = RocksStore(tmp_path / "db")
+    with pytest.raises(StoreError, match=str(tmp_path / "db")):
+        RocksStore(tmp_path / "db")
+    s.close()
+
+
+def test_secondary_reader_waits_for_the_writer_then_catches_up(tmp_path):
+    reader = RocksReader(tmp_path / "db", tmp_path / "reader")
+    assert not reader.ready
+    with pytest.raises(StoreNotReady, match="pulse run"):
+        reader.get("a")
+    writer = RocksStore(tmp_path / "db")
+    writer.write([Profile("a", orders=1)])
+    reader.catch_up()
+    assert reader.ready
+    reader.catch_up()
+    assert reader.get("a").orders == 1
+    writer.write([Profile("a", orders=2)])
+    assert reader.get("a").orders == 1  # not yet caught up
+    reader.catch_up()
+    assert reader.get("a").orders == 2
+    reader.close()
+    writer.close()
