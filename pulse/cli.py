@@ -17,9 +17,7 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -53,7 +51,15 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
         run_flow(kafka_flow(cfg, store, tail=not args.exit_at_end), cfg)
     finally:
         store.close()
+        log.info("stopped: %s", _summary())
     return 0
+
+
+def _summary() -> str:
+    from flows import metrics as m
+
+    return (f"applied={m.APPLIED._value.get():.0f} replayed={m.REPLAYED._value.get():.0f} "
+            f"invalid={m.INVALID._value.get():.0f}")
 
 
 def cmd_serve(cfg: PulseConfig, args: argparse.Namespace) -> int:

@@ -152,6 +152,16 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join("    " + line for line in text) or "    <empty>"
 
 
+def _error_lines(path: Path, limit: int = 10) -> str:
+    """The first ``limit`` ERROR/FATAL lines of a broker log, indented."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "    <none>"
+    errors = [line for line in lines if "] ERROR " in line or "] FATAL " in line][:limit]
+    return "\n".join("    " + line for line in errors) or "    <none>"
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when the parent dies (Linux), so a killed
     test run leaves no orphan JVM. Note: tied to the thread that forked."""
@@ -348,7 +358,7 @@ class KafkaBroker:
                 self._fail(f"exited with code {self._proc.returncode} during startup")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._fail(f"not ready within {self.start_timeout:.0f} s")
+                self._fail(f"not ready within {self.start_timeout:g} s")
             if _port_open(self.port):
                 admin = admin or AdminClient({"bootstrap.servers": self.bootstrap})
                 try:
@@ -359,10 +369,11 @@ class KafkaBroker:
             time.sleep(POLL_INTERVAL)
 
     def _fail(self, what: str) -> None:
-        run_dir = self.run_dir
+        run_dir, log = self.run_dir, self.log_file
         message = (
             f"Kafka broker at {self.bootstrap} (run dir {run_dir}) {what}.\n"
-            f"  tail of {run_dir / 'logs' / 'server.log'}:\n{_tail(run_dir / 'logs' / 'server.log')}\n"
+            f"  errors in {log}:\n{_error_lines(log)}\n"
+            f"  tail of {log}:\n{_tail(log)}\n"
             f"  tail of {run_dir / 'broker.out'}:\n{_tail(run_dir / 'broker.out')}"
         )
         self.stop(keep_data=True)  # keep the logs for inspection

@@ -1,0 +1,230 @@
+"""End to end against a real Kafka broker: `pulse run` and `pulse serve` as processes.
+
+Events produced to Kafka reach GetProfile; malformed ones reach the dead-letter topic with
+their reason; SIGKILL mid-stream followed by a restart gives the same final state as a
+run without the crash.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from operators.synthetic import ClickstreamGenerator
+from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
+from state.store import RocksStore
+
+pytestmark = pytest.mark.kafka
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Pulse:
+    """A `pulse` subcommand in its own process, with its env; stopped by its own PID."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", *args], cwd=REPO,
+                                     env={**os.environ, **env}, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"process did not finish in {timeout}s; log:\n{self.text()[-3000:]}") from None
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+
+def pulse_env(bootstrap: str, events: str, dlq: str, state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PULSE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PULSE_KAFKA_EVENTS_TOPIC": events,
+        "PULSE_KAFKA_DLQ_TOPIC": dlq,
+        "PULSE_STATE_DIR": str(state_dir),
+        "PULSE_PROCESSOR_METRICS_PORT": "0",
+        "PULSE_SERVING_METRICS_PORT": "0",
+        "PULSE_PROCESSOR_EPOCH_INTERVAL_MS": "200",
+    }
+    env.update(extra)
+    return env
+
+
+def metric(url: str, name: str) -> float:
+    """Sum of every sample of ``name`` on a /metrics page (0 if absent)."""
+    body = urllib.request.urlopen(url, timeout=2).read().decode()
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": "true", "linger.ms": "5"})
+    for key, value in records:
+        while True:
+            try:
+                p.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                p.poll(0.05)
+    assert p.flush(30) == 0
+
+
+def event(event_id: str, user: str, type_: str, **fields) -> tuple[bytes, bytes]:
+    doc = {"event_id": event_id, "type": type_, "user_id": user, "timestamp": int(time.time() * 1000), **fields}
+    return user.encode(), orjson.dumps(doc)
+
+
+def test_event_on_kafka_reaches_get_profile_and_bad_event_reaches_dlq(kafka_bootstrap, kafka_topic, tmp_path):
+    events, dlq = kafka_topic("events", partitions=3), kafka_topic("dlq")
+    grpc_port, proc_metrics = free_port(), free_port()
+    env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "state",
+                    PULSE_SERVING_GRPC_ADDRESS=f"127.0.0.1:{grpc_port}",
+                    PULSE_PROCESSOR_METRICS_PORT=str(proc_metrics))
+    run = Pulse(["run"], env, tmp_path / "run.log")
+    serve = Pulse(["serve"], env, tmp_path / "serve.log")
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        stub = pulse_pb2_grpc.PulseStub(channel)
+        produce(kafka_bootstrap, events, [
+            event("e1", "alice", "add_to_cart", item_id="tent-1", category="outdoor/tents", price=199.0, quantity=1),
+            event("e2", "alice", "purchase", items=[{"item_id": "boot-9", "category": "outdoor/hiking-boots",
+                                                      "price": 120.5, "quantity": 2}]),
+            (b"bob", b'{"event_id": "bad-1", "type": "page_view", "user_id": "bob"'),  # truncated JSON
+        ])
+
+        def alice():
+            try:
+                reply = stub.GetProfile(pulse_pb2.GetProfileRequest(user_id="alice"), timeout=2)
+            except grpc.RpcError as err:
+                if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                    return None
+                raise
+            return reply.profile if reply.profile.event_counts.get("purchase") == 1 else None
+
+        reply = wait_for(alice, 60, f"alice's profile over gRPC\nrun log:\n{run.text()[-2000:]}\n"
+                                    f"serve log:\n{serve.text()[-2000:]}")
+        assert dict(reply.event_counts) == {"add_to_cart": 1, "purchase": 1}
+        assert reply.total_spend == pytest.approx(241.0)
+        assert [(line.item_id, line.quantity) for line in reply.cart] == [("tent-1", 1)]
+        assert [c.category for c in reply.top_categories] == ["outdoor/hiking-boots", "outdoor/tents"]
+
+        # A new event is reflected quickly (the benchmark measures how quickly).
+        produce(kafka_bootstrap, events, [event("e3", "alice", "remove_from_cart", item_id="tent-1")])
+        wait_for(lambda: not stub.GetProfile(pulse_pb2.GetProfileRequest(user_id="alice"), timeout=2).profile.cart,
+                 30, "the cart to empty after remove_from_cart")
+
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetProfile(pulse_pb2.GetProfileRequest(user_id="carol"), timeout=2)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=""), timeout=2)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+        # The malformed record is on the DLQ with its original bytes, reason and position.
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"t-{dlq}",
+                             "auto.offset.reset": "earliest"})
+        consumer.subscribe([dlq])
+        msg = wait_for(lambda: (lambda m: m if m is not None and m.error() is None else None)(consumer.poll(0.5)),
+                       30, "a record on the dead-letter topic")
+        consumer.close()
+        headers = {k: v.decode() for k, v in msg.headers()}
+        assert msg.value() == b'{"event_id": "bad-1", "type": "page_view", "user_id": "bob"'
+        assert msg.key() == b"bob"
+        assert headers["pulse.dlq.reason"] == "not_json"
+        assert headers["pulse.dlq.source"].startswith(events + "/")
+        assert int(headers["pulse.dlq.offset"]) >= 0
+
+        url = f"http://127.0.0.1:{proc_metrics}/metrics"
+        assert metric(url, "pulse_events_out_total") >= 4
+        assert metric(url, 'pulse_events_invalid_total{reason="not_json"}') == 1
+        assert metric(url, "pulse_processing_latency_seconds_count") >= 1
+    finally:
+        serve.stop()
+        run.stop()
+
+
+def all_profiles(state_dir: Path) -> dict:
+    store = RocksStore(state_dir / "store")
+    try:
+        return {p.profile_id: p.to_record() for p in store.iter_profiles()}
+    finally:
+        store.close()
+
+
+def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootstrap, kafka_topic, tmp_path):
+    events, dlq = kafka_topic("events", partitions=3), kafka_topic("dlq")
+    gen = ClickstreamGenerator(seed=11, users=3000, invalid_rate=0.01)
+    start_ms = int(time.time() * 1000) - 3_600_000
+    produce(kafka_bootstrap, events, [gen.next_record(start_ms + i * 10) for i in range(60_000)])
+
+    clean = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "clean")
+    ref = Pulse(["run", "--exit-at-end"], clean, tmp_path / "clean.log")
+    assert ref.wait(300) == 0, ref.text()[-3000:]
+    expected = all_profiles(tmp_path / "clean")
+    assert len(expected) > 1000
+
+    port = free_port()
+    crashy = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "crashy", PULSE_PROCESSOR_METRICS_PORT=str(port))
+    url = f"http://127.0.0.1:{port}/metrics"
+    replayed = 0
+    for kill_after in (8_000, 4_000, 4_000):
+        proc = Pulse(["run"], crashy, tmp_path / f"crash-{kill_after}.log")
+
+        def progressed():
+            try:
+                return metric(url, 'pulse_events_out_total{outcome="applied"}') >= kill_after
+            except OSError:
+                return False
+
+        wait_for(progressed, 120, f"{kill_after} events applied before the kill", interval=0.01)
+        proc.stop(signal.SIGKILL)
+        assert proc.proc.returncode == -signal.SIGKILL
+    final = Pulse(["run", "--exit-at-end"], crashy, tmp_path / "final.log")
+    assert final.wait(300) == 0, final.text()[-3000:]
+    replayed = int(re.search(r"replayed=(\d+)", final.text()).group(1))
+    assert all_profiles(tmp_path / "crashy") == expected
+    # The crash really made Bytewax replay records that had been applied already.
+    assert replayed > 0, final.text()[-2000:]
