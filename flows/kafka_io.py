@@ -6,10 +6,12 @@ import logging
 import time
 from collections.abc import Mapping
 
-from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
-from bytewax.inputs import StatefulSourcePartition
+import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, Producer
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPartition
+from confluent_kafka import KafkaError as KafkaErrorCode
+from confluent_kafka.admin import AdminClient
 
 from flows import metrics as m
 from flows.records import DeadLetter, RawRecord
@@ -23,40 +25,64 @@ DLQ_HEADER_SOURCE = "pulse.dlq.source"  # "topic/partition"
 DLQ_HEADER_OFFSET = "pulse.dlq.offset"
 
 
-class _RawPartition(StatefulSourcePartition[RawRecord, int | None]):
-    """Adapts Bytewax's Kafka partition: emits ``RawRecord``; consumer errors are logged."""
+class _KafkaPartition(StatefulSourcePartition[RawRecord, int]):
+    """One topic partition, read with ``assign`` (no consumer group: Bytewax recovery
+    keeps the offsets). Emits ``RawRecord``s; consumer errors are counted and logged."""
 
-    def __init__(self, inner: StatefulSourcePartition) -> None:
-        self._inner = inner
+    def __init__(self, config: dict, topic: str, partition: int, start: int, batch_size: int,
+                 poll_timeout: float) -> None:
+        self._topic = topic
+        self._partition = partition
+        self._source = f"{topic}/{partition}"
+        self._next = start
+        self._batch_size = batch_size
+        self._timeout = poll_timeout
+        self._eof = False
+        self._lag = m.CONSUMER_LAG.labels(topic, str(partition))
+        self._errors = m.SOURCE_ERRORS.labels(topic)
+        self._consumer = Consumer({**config, "stats_cb": self._on_stats})
+        self._consumer.assign([TopicPartition(topic, partition, start)])
+
+    def _on_stats(self, raw: str) -> None:
+        stats = orjson.loads(raw)
+        part = stats.get("topics", {}).get(self._topic, {}).get("partitions", {}).get(str(self._partition))
+        if part and part.get("ls_offset", -1) >= 0 and self._next >= 0:
+            self._lag.set(max(0, part["ls_offset"] - self._next))
 
     def next_batch(self) -> list[RawRecord]:
+        if self._eof:
+            raise StopIteration
         out = []
-        for msg in self._inner.next_batch():
-            if isinstance(msg, KafkaError):
-                m.SOURCE_ERRORS.labels(msg.msg.topic or "").inc()
-                log.warning("kafka consumer error on %s: %s", msg.msg.topic, msg.err)
+        source = self._source
+        now_ms = 0
+        for msg in self._consumer.consume(self._batch_size, self._timeout):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaErrorCode._PARTITION_EOF:
+                    self._eof = True
+                    break
+                self._errors.inc()
+                log.warning("kafka consumer error on %s: %s", source, err)
                 continue
-            out.append(_to_raw(msg))
+            ts_type, ts = msg.timestamp()
+            if ts_type == TIMESTAMP_NOT_AVAILABLE or ts <= 0:
+                now_ms = now_ms or int(time.time() * 1000)
+                ts = now_ms
+            offset = msg.offset()
+            out.append(RawRecord(msg.value(), msg.key(), source, offset, ts))
+            self._next = offset + 1
         return out
 
-    def next_awake(self):
-        return self._inner.next_awake()
-
-    def snapshot(self) -> int | None:
-        return self._inner.snapshot()
+    def snapshot(self) -> int:
+        return self._next
 
     def close(self) -> None:
-        self._inner.close()
+        self._consumer.close()
 
 
-def _to_raw(msg: KafkaSourceMessage) -> RawRecord:
-    ts_type, ts = msg.timestamp if msg.timestamp is not None else (0, 0)
-    ingest_ms = ts if ts_type != 0 and ts > 0 else int(time.time() * 1000)
-    return RawRecord(msg.value, msg.key, f"{msg.topic}/{msg.partition}", msg.offset, ingest_ms)
-
-
-class KafkaEventSource(KafkaSource):
-    """The events topic(s) as ``RawRecord``s; offsets are kept by Bytewax recovery."""
+class KafkaEventSource(FixedPartitionedSource[RawRecord, int]):
+    """The events topic(s) as ``RawRecord``s, one Bytewax partition per Kafka partition;
+    offsets are kept by Bytewax recovery (resume from the last snapshot)."""
 
     def __init__(
         self,
@@ -66,19 +92,35 @@ class KafkaEventSource(KafkaSource):
         batch_size: int = 1000,
         consumer_config: Mapping[str, str] | None = None,
         tail: bool = True,
+        poll_timeout: float = 0.01,
     ) -> None:
-        super().__init__(
-            brokers=bootstrap_servers.split(","),
-            topics=topics,
-            tail=tail,
-            starting_offset=OFFSET_BEGINNING,
-            add_config=dict(consumer_config or {}),
-            batch_size=batch_size,
-            raise_on_errors=False,
-        )
+        self._topics = list(topics)
+        self._batch_size = batch_size
+        self._poll_timeout = poll_timeout
+        self._config = {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": "pulse-unused",  # required by librdkafka; offsets are not committed
+            "enable.auto.commit": "false",
+            "enable.partition.eof": "false" if tail else "true",
+            "statistics.interval.ms": "5000",
+            **dict(consumer_config or {}),
+        }
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _RawPartition:
-        return _RawPartition(super().build_part(step_id, for_part, resume_state))
+    def list_parts(self) -> list[str]:
+        admin = AdminClient({k: v for k, v in self._config.items()
+                             if k not in ("group.id", "enable.auto.commit", "enable.partition.eof")})
+        parts = []
+        for topic in self._topics:
+            meta = admin.list_topics(topic, timeout=30).topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise RuntimeError(f"Kafka topic {topic!r} is not available: {meta.error if meta else 'missing'}")
+            parts.extend(f"{p}-{topic}" for p in sorted(meta.partitions))
+        return parts
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
+        idx, topic = for_part.split("-", 1)
+        start = OFFSET_BEGINNING if resume_state is None else resume_state
+        return _KafkaPartition(dict(self._config), topic, int(idx), start, self._batch_size, self._poll_timeout)
 
 
 def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:

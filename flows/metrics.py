@@ -18,7 +18,8 @@ EVENTS_OUT = Counter(
 EVENTS_INVALID = Counter("pulse_events_invalid_total", "Invalid records by reason", ["reason"])
 PROCESSING_LATENCY = Histogram(
     "pulse_processing_latency_seconds",
-    "Time from ingestion (broker append) or from event time until the profile change is in the store",
+    "Time from ingestion (broker append) or from event time until the profile change is in the "
+    "store; observed once per store write, for the oldest record (ingest) and newest event (event)",
     ["clock"],
     buckets=_LATENCY_BUCKETS,
 )
@@ -29,6 +30,8 @@ STORE_WRITE = Histogram(
 PROFILES_WRITTEN = Counter("pulse_profiles_written_total", "Profile records written to the store")
 PROFILES_IN_MEMORY = Gauge("pulse_profiles_in_memory", "Profiles currently held in processor memory")
 DLQ_PUBLISHED = Counter("pulse_dlq_published_total", "Records written to the dead-letter sink")
+CONSUMER_LAG = Gauge("pulse_consumer_lag", "Records in the partition not yet read (from librdkafka statistics)",
+                     ["topic", "partition"])
 SOURCE_ERRORS = Counter("pulse_source_errors_total", "Errors reported by the input consumer", ["topic"])
 
 APPLIED = EVENTS_OUT.labels("applied")

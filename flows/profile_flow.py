@@ -29,18 +29,28 @@ from state.store import ProfileStore
 _topic_counters: dict[str, Any] = {}
 
 
-def parse_record(rec: RawRecord) -> ParsedEvent | DeadLetter:
-    topic = rec.source.rsplit("/", 1)[0]
-    counter = _topic_counters.get(topic)
-    if counter is None:
-        counter = _topic_counters[topic] = m.EVENTS_IN.labels(topic)
-    counter.inc()
-    result = parse_event(rec.value, now_ms=rec.ingest_ms)
-    if isinstance(result, InvalidEvent):
-        m.INVALID.inc()
-        m.INVALID_BY_REASON[result.reason].inc()
-        return DeadLetter(rec, result)
-    return ParsedEvent(result, rec.source, rec.offset, rec.ingest_ms)
+def parse_batch(records: list[RawRecord]) -> list[ParsedEvent | DeadLetter]:
+    """Parse a batch; metrics are counted once per batch, not per record."""
+    out: list[ParsedEvent | DeadLetter] = []
+    per_topic: dict[str, int] = {}
+    invalid = 0
+    for rec in records:
+        result = parse_event(rec.value, now_ms=rec.ingest_ms)
+        if isinstance(result, InvalidEvent):
+            invalid += 1
+            m.INVALID_BY_REASON[result.reason].inc()
+            out.append(DeadLetter(rec, result))
+        else:
+            out.append(ParsedEvent(result, rec.source, rec.offset, rec.ingest_ms))
+        per_topic[rec.source] = per_topic.get(rec.source, 0) + 1
+    for source, n in per_topic.items():
+        counter = _topic_counters.get(source)
+        if counter is None:
+            counter = _topic_counters[source] = m.EVENTS_IN.labels(source.rsplit("/", 1)[0])
+        counter.inc(n)
+    if invalid:
+        m.INVALID.inc(invalid)
+    return out
 
 
 class ProfileLogic(StatefulBatchLogic[ParsedEvent, ProfileChange, str]):
@@ -111,10 +121,11 @@ class _StorePartition(StatelessSinkPartition[ProfileChange]):
         self._store.write_encoded((c.profile_id, c.record) for c in items)
         m.STORE_WRITE.observe(time.perf_counter() - t0)
         m.PROFILES_WRITTEN.inc(len(items))
+        # Once per batch: the batch's oldest record (ingest clock) and newest event (event
+        # clock) - the worst-case latency of what this write made visible.
         now_ms = time.time() * 1000
-        for c in items:
-            m.LATENCY_INGEST.observe(max(0.0, (now_ms - c.oldest_ingest_ms) / 1000))
-            m.LATENCY_EVENT.observe(max(0.0, (now_ms - c.newest_event_ms) / 1000))
+        m.LATENCY_INGEST.observe(max(0.0, (now_ms - min(c.oldest_ingest_ms for c in items)) / 1000))
+        m.LATENCY_EVENT.observe(max(0.0, (now_ms - max(c.newest_event_ms for c in items)) / 1000))
 
 
 class StoreSink(DynamicSink[ProfileChange]):
@@ -139,7 +150,7 @@ def build_flow(
     idle = timedelta(seconds=idle_evict_seconds)
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)
-    parsed = op.map("parse", raw, parse_record)
+    parsed = op.flat_map_batch("parse", raw, parse_batch)
     split = op.branch("valid", parsed, lambda x: isinstance(x, ParsedEvent))
     op.output("dead_letters", split.falses, dlq_sink)
     keyed = op.key_on("by_profile", split.trues, lambda pe: pe.event.profile_key)

@@ -274,12 +274,38 @@ def _items(doc: dict[str, Any], etype: str) -> tuple[LineItem, ...]:
     return ()
 
 
+_EMPTY_CONTEXT = Context()
+_CONTEXT_CACHE: dict[tuple, Context] = {}
+_CONTEXT_CACHE_MAX = 4096
+
+
 def _context(ctx: Any) -> Context:
+    """Validate a context. A user sends the same context again and again, so valid ones
+    are kept (bounded) by their raw values and validated once."""
     if ctx is None:
-        return Context()
+        return _EMPTY_CONTEXT
     if not isinstance(ctx, dict):
         raise _Reject("bad_field", "field 'context' must be an object")
     geo_raw = ctx.get("geo")
+    if type(geo_raw) is dict:
+        key: tuple = (ctx.get("device"), ctx.get("channel"), geo_raw.get("country"), geo_raw.get("city"),
+                      geo_raw.get("lat"), geo_raw.get("lon"))
+    else:
+        key = (ctx.get("device"), ctx.get("channel"), geo_raw)
+    try:
+        hit = _CONTEXT_CACHE.get(key)
+    except TypeError:  # an unhashable (hence invalid) value: the full check reports it
+        hit = None
+    if hit is not None:
+        return hit
+    result = _validate_context(ctx, geo_raw)
+    if len(_CONTEXT_CACHE) >= _CONTEXT_CACHE_MAX:
+        _CONTEXT_CACHE.clear()
+    _CONTEXT_CACHE[key] = result
+    return result
+
+
+def _validate_context(ctx: dict[str, Any], geo_raw: Any) -> Context:
     geo = None
     if geo_raw is not None:
         if not isinstance(geo_raw, dict):
