@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from serving import metrics
+from serving.metrics import rpc_recorder
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _short_name(full_method: str) -> str:
 
 
 def _wrap_unary(method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]):
-    record = metrics.rpc_recorder(method)
+    record = rpc_recorder(method)
 
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         start = time.perf_counter()
@@ -98,11 +98,10 @@ class StatusInterceptor(grpc.ServerInterceptor):
         if wrapped is not None:
             return wrapped
         handler = continuation(handler_call_details)
-        if handler is None or not method.startswith(self._prefix):
+        if handler is None or handler.unary_unary is None or not method.startswith(self._prefix):
+            # Only unary Pulse RPCs exist so far (create_server checks); a streaming
+            # RPC needs its own wrapper here.
             return handler
-        if handler.unary_unary is None:
-            # Only unary RPCs exist so far; a streaming RPC must get its own wrapper here.
-            raise TypeError(f"{method}: only unary-unary Pulse RPCs are supported by StatusInterceptor")
         wrapped = grpc.unary_unary_rpc_method_handler(
             _wrap_unary(_short_name(method), handler.unary_unary),
             request_deserializer=handler.request_deserializer,

@@ -1,0 +1,268 @@
+"""The Pulse gRPC server: a thin servicer over a profile reader, plus health and reflection.
+
+``create_server(address, reader)`` builds a server that is not started yet (tests bind
+port 0); ``serve(config)`` is the process entry point behind ``pulse serve``.
+
+While the server runs, a background thread calls ``reader.catch_up()`` every
+``catch_up_interval_ms`` so reads follow the writer; the health service reports
+SERVING only once the reader has opened the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
+from pulse.config import PulseConfig
+from serving.errors import InvalidArgument, StatusInterceptor, StoreUnavailable, UnknownProfile
+from serving.metrics import STORE_CATCH_UP, STORE_READY, start_metrics_endpoint
+from serving.profiles import write_profile
+from state.store import ProfileReader, RocksReader, StoreNotReady
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pulse_pb2.DESCRIPTOR.services_by_name["Pulse"].full_name  # "pulse.v1.Pulse"
+MAX_USER_ID_CHARS = 128
+DEFAULT_GRACE_SECONDS = 5.0
+
+
+def _check_user_id(user_id: str) -> None:
+    if not user_id or user_id.isspace():
+        raise InvalidArgument("user_id is required")
+    if len(user_id) > MAX_USER_ID_CHARS:
+        raise InvalidArgument(f"user_id is {len(user_id)} characters long; the limit is {MAX_USER_ID_CHARS}")
+
+
+class PulseServicer(pulse_pb2_grpc.PulseServicer):
+    """Validates, reads, converts. Errors are raised as ``ServingError``s (see ``errors``)."""
+
+    def __init__(self, reader: ProfileReader) -> None:
+        self._reader = reader
+
+    def GetProfile(self, request: pulse_pb2.GetProfileRequest, context: grpc.ServicerContext):
+        user_id = request.user_id
+        _check_user_id(user_id)
+        try:
+            profile = self._reader.get(user_id)
+        except StoreNotReady as exc:
+            raise StoreUnavailable(
+                "the profile store is not ready yet (the processor has not created it); retry later"
+            ) from exc
+        if profile is None:
+            raise UnknownProfile(user_id)
+        response = pulse_pb2.GetProfileResponse()
+        write_profile(response.profile, profile)
+        return response
+
+
+class _CatchUp:
+    """Calls ``reader.catch_up()`` on a timer and keeps health and readiness in step."""
+
+    def __init__(self, reader: Any, health_servicer: health.HealthServicer, interval_s: float) -> None:
+        self._reader = reader
+        self._health = health_servicer
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ready: bool | None = None
+        self._last_error: str | None = None
+
+    def _reader_ready(self) -> bool:
+        return bool(getattr(self._reader, "ready", True))  # MemoryStore has no `ready`: always ready
+
+    def publish(self) -> bool:
+        """Set health and the readiness gauge from the reader's state (only on change)."""
+        ready = self._reader_ready()
+        if ready != self._ready:
+            self._ready = ready
+            status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", SERVICE_NAME):
+                self._health.set(name, status)
+            STORE_READY.set(1 if ready else 0)
+            if ready:
+                log.info("profile store %s is open; serving", getattr(self._reader, "path", "(in memory)"))
+        return ready
+
+    def run_once(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._reader.catch_up()
+        except Exception as exc:  # keep serving what we have; say so once per distinct error
+            text = f"{type(exc).__name__}: {exc}"
+            if text != self._last_error:
+                self._last_error = text
+                log.warning("catching up with the profile store failed (will retry): %s", text)
+        else:
+            STORE_CATCH_UP.observe(time.perf_counter() - start)
+            if self._last_error is not None:
+                log.info("catching up with the profile store works again")
+                self._last_error = None
+        self.publish()
+
+    def _run(self) -> None:
+        while True:
+            self.run_once()
+            if self._stop.wait(self._interval):
+                return
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pulse-catch-up", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+class PulseServer(grpc.Server):
+    """A ``grpc.Server`` that also runs the store catch-up loop between start and stop."""
+
+    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, catch_up: _CatchUp) -> None:
+        self._server = server
+        self._health = health_servicer
+        self._catch_up = catch_up
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers):
+        self._server.add_generic_rpc_handlers(generic_rpc_handlers)
+
+    def add_registered_method_handlers(self, service_name, method_handlers):
+        self._server.add_registered_method_handlers(service_name, method_handlers)
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    def start(self) -> None:
+        self._server.start()
+        self._catch_up.start()
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """Report NOT_SERVING, stop catching up, then stop gRPC (in-flight calls get ``grace`` s)."""
+        self._catch_up.stop()
+        self._health.enter_graceful_shutdown()
+        return self._server.stop(grace)
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self._server.wait_for_termination(timeout)
+
+
+def create_server(
+    address: str,
+    reader: ProfileReader,
+    *,
+    max_workers: int = 8,
+    catch_up_interval_ms: int = 20,
+) -> tuple[PulseServer, int]:
+    """Build (not start) a server for ``reader`` bound to ``address`` only; returns it and its port.
+
+    ``address`` is ``host:port``; port 0 picks a free port. Health reports NOT_SERVING
+    until the reader has opened the store.
+    """
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+    if catch_up_interval_ms < 1:
+        raise ValueError(f"catch_up_interval_ms must be at least 1, got {catch_up_interval_ms}")
+    streaming = [m.name for m in pulse_pb2.DESCRIPTOR.services_by_name["Pulse"].methods
+                 if m.client_streaming or m.server_streaming]
+    if streaming:  # StatusInterceptor wraps unary RPCs only
+        raise NotImplementedError(f"{SERVICE_NAME}: streaming RPCs {streaming} need a wrapper in serving.errors")
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pulse-grpc"),
+        interceptors=[StatusInterceptor()],
+        # Fail loudly if the port is taken instead of silently sharing it (Linux default).
+        options=[("grpc.so_reuseport", 0)],
+    )
+    pulse_pb2_grpc.add_PulseServicer_to_server(PulseServicer(reader), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
+    if port == 0:  # older grpcio reports failure this way
+        raise OSError(f"cannot bind the gRPC server to {address!r}")
+    catch_up = _CatchUp(reader, health_servicer, catch_up_interval_ms / 1000)
+    catch_up.publish()
+    return PulseServer(server, health_servicer, catch_up), port
+
+
+def _bound_address(address: str, port: int) -> str:
+    return f"{address.rsplit(':', 1)[0]}:{port}"
+
+
+def serve(
+    config: PulseConfig,
+    secondary_dir: str | os.PathLike | None = None,
+    *,
+    grace: float = DEFAULT_GRACE_SECONDS,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve ``config.store_dir`` until SIGINT/SIGTERM (or ``stop`` is set), then stop gracefully.
+
+    The reader's secondary directory defaults to ``<state.dir>/readers/<pid>`` and is
+    removed on exit; a directory passed in is kept.
+    """
+    own_secondary = secondary_dir is None
+    secondary = Path(config.state.dir) / "readers" / str(os.getpid()) if own_secondary else Path(secondary_dir)
+    stop = stop if stop is not None else threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        _serve_until(config, secondary, own_secondary, grace, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grace: float,
+                 stop: threading.Event) -> None:
+    sc = config.serving
+    reader = RocksReader(config.store_dir, secondary)
+    try:
+        metrics = start_metrics_endpoint(sc.metrics_host, sc.metrics_port)
+        try:
+            server, port = create_server(sc.grpc_address, reader, max_workers=sc.max_workers,
+                                         catch_up_interval_ms=sc.catch_up_interval_ms)
+            server.start()
+            address = _bound_address(sc.grpc_address, port)
+            if not reader.ready:
+                log.info("waiting for the processor to create the profile store at %s", config.store_dir)
+            log.info("serving %s on %s (store %s); metrics on %s", SERVICE_NAME, address, config.store_dir, metrics.url)
+            print(f"pulse serving {SERVICE_NAME} on {address}; metrics on {metrics.url}", flush=True)
+            try:
+                while not stop.wait(1.0):
+                    pass
+            finally:
+                server.stop(grace).wait()
+                log.info("gRPC server stopped")
+        finally:
+            metrics.stop()
+    finally:
+        reader.close()
+        if own_secondary:
+            shutil.rmtree(secondary, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""Fixtures: a real RocksDB writer in a tmp dir, and real gRPC servers on loopback port 0."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from operators.profile import Profile
+from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
+from serving import PulseServer, create_server
+from state.store import RocksReader, RocksStore
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.005)
+
+
+def make_profile(profile_id: str, **fields) -> Profile:
+    base = dict(
+        counts={"page_view": 7, "add_to_cart": 2, "purchase": 1},
+        first_seen_ms=1_796_205_600_250,
+        last_seen_ms=1_796_209_200_999,
+        total_spend=219.5,
+        orders=1,
+        cart={
+            "sku-2": {"qty": 1, "price": 15.0, "category": None, "added_ms": 1_796_209_100_000},
+            "sku-1": {"qty": 2, "price": 120.0, "category": "tents", "added_ms": 1_796_209_000_000},
+        },
+        categories={"tents": 9, "boots": 4, "hats": 4, "socks": 3, "maps": 2, "stoves": 1},
+        last_device="mobile",
+        last_channel="app",
+        last_geo={"country": "FR", "city": "Lyon", "lat": 45.76, "lon": 4.84},
+        positions={"pulse.events/0": 41},
+        version=10,
+    )
+    base.update(fields)
+    return Profile(profile_id, **base)
+
+
+@dataclass
+class Running:
+    server: PulseServer
+    port: int
+    channel: grpc.Channel
+    stub: pulse_pb2_grpc.PulseStub
+
+    def get(self, user_id: str, timeout: float = 5.0) -> pulse_pb2.GetProfileResponse:
+        return self.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=user_id), timeout=timeout)
+
+
+@pytest.fixture
+def start_server(make_reader) -> Iterator[Callable[..., Running]]:
+    """``start_server(reader, **kwargs)`` -> a started server on 127.0.0.1:0 and a client.
+
+    Depends on ``make_reader`` so servers stop before their readers close.
+    """
+    started: list[Running] = []
+
+    def start(reader, **kwargs) -> Running:
+        kwargs.setdefault("catch_up_interval_ms", 5)
+        server, port = create_server("127.0.0.1:0", reader, **kwargs)
+        server.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        running = Running(server, port, channel, pulse_pb2_grpc.PulseStub(channel))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.channel.close()
+        running.server.stop(grace=None).wait()
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def writer(store_dir) -> Iterator[RocksStore]:
+    store = RocksStore(store_dir)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def make_reader(tmp_path) -> Iterator[Callable[..., RocksReader]]:
+    """``make_reader(store_dir)`` -> a RocksReader with its own secondary dir, closed at teardown."""
+    readers: list[RocksReader] = []
+
+    def make(path) -> RocksReader:
+        reader = RocksReader(path, tmp_path / "secondary" / str(len(readers)))
+        readers.append(reader)
+        return reader
+
+    yield make
+    for reader in readers:
+        reader.close()

@@ -1,0 +1,76 @@
+"""``serve(config)`` as a process: binds, answers, reports health, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
+from state.store import RocksStore
+from tests.serving.conftest import make_profile, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = "from pulse.config import load_config; from serving import serve; serve(load_config())"
+
+
+def read_line(proc: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.05)
+        if ready:
+            return proc.stdout.readline()
+        if proc.poll() is not None:
+            break
+    raise AssertionError(f"serve() printed no address within {timeout}s; stderr: {proc.stderr.read()!r}")
+
+
+def test_serve_until_sigterm(tmp_path):
+    state_dir = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+    env.update(
+        PULSE_STATE_DIR=str(state_dir),
+        PULSE_SERVING_GRPC_ADDRESS="127.0.0.1:0",
+        PULSE_SERVING_METRICS_PORT="0",
+        PULSE_SERVING_CATCH_UP_INTERVAL_MS="5",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    writer = RocksStore(state_dir / "store")
+    writer.write([make_profile("u1")])
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=REPO_ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = read_line(proc, timeout=20)
+        m = re.search(r"on (127\.0\.0\.1:\d+); metrics on (http://\S+/metrics)", line)
+        assert m, line
+        address, metrics_url = m.groups()
+        assert (state_dir / "readers" / str(proc.pid)).is_dir()
+
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                       == health_pb2.HealthCheckResponse.SERVING, what="SERVING")
+            reply = pulse_pb2_grpc.PulseStub(channel).GetProfile(pulse_pb2.GetProfileRequest(user_id="u1"), timeout=5)
+            assert reply.profile.version == 10
+        with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+            assert b"pulse_rpc_latency_seconds" in resp.read()
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+        assert not (state_dir / "readers" / str(proc.pid)).exists()  # its own secondary dir is removed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        writer.close()
