@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bytewax.dataflow import Dataflow
+from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -72,11 +73,26 @@ def demo_flow(cfg: PulseConfig, store: ProfileStore, *, limit: int | None = None
     return build_flow(source, dlq, store, idle_evict_seconds=cfg.state.idle_evict_seconds)
 
 
-def run_flow(flow: Dataflow, cfg: PulseConfig) -> None:
-    """Run ``flow`` in this process until its source ends (or forever, when tailing)."""
-    cli_main(
-        flow,
-        workers_per_process=cfg.processor.workers,
-        epoch_interval=timedelta(milliseconds=cfg.processor.epoch_interval_ms),
-        recovery_config=recovery_config(cfg.recovery_dir),
-    )
+def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:
+    """Run ``flow`` in this process until its source ends (or forever, when tailing).
+
+    Returns False when stopped by SIGINT/SIGTERM (turned into KeyboardInterrupt), True at
+    the end of the input. Effects are safe either way: a restart resumes from the last
+    recovery snapshot and skips what was already applied.
+    """
+    try:
+        cli_main(
+            flow,
+            workers_per_process=cfg.processor.workers,
+            epoch_interval=timedelta(milliseconds=cfg.processor.epoch_interval_ms),
+            recovery_config=recovery_config(cfg.recovery_dir),
+        )
+    except BytewaxRuntimeError as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt) or "signal received" in str(exc):
+            log.info("stopping on signal")
+            return False
+        raise
+    except KeyboardInterrupt:
+        log.info("stopping on signal")
+        return False
+    return True

@@ -17,7 +17,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,9 +28,18 @@ from pulse.config import ConfigError, PulseConfig, load_config
 log = logging.getLogger("pulse")
 
 
-def _setup_logging() -> None:
-    level = os.environ.get("PULSE_LOG_LEVEL", "INFO").upper()
+def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if level != "DEBUG":
+        # Bytewax reports a stop by signal with a Rust backtrace when RUST_BACKTRACE is
+        # set; a signal is a normal way to stop, so keep the log readable.
+        os.environ["RUST_BACKTRACE"] = "0"
+
+
+def _stop_on_sigterm() -> None:
+    """`docker stop` and Kubernetes send SIGTERM: stop the flow as gracefully as on Ctrl-C."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _start_metrics(host: str, port: int) -> int:
@@ -43,6 +54,7 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
     from state.store import RocksStore
 
     ensure_topics(cfg)
+    _stop_on_sigterm()
     store = RocksStore(cfg.store_dir)
     port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
     log.info("processing %s from %s into %s; metrics on http://%s:%d/metrics", cfg.kafka.events_topic,
@@ -74,6 +86,7 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
     from serving.server import create_server
     from state.store import RocksReader, RocksStore
 
+    _stop_on_sigterm()
     store = RocksStore(cfg.store_dir)
     reader = RocksReader(cfg.store_dir, Path(cfg.state.dir) / "readers" / f"demo-{os.getpid()}")
     server, grpc_port = create_server(cfg.serving.grpc_address, reader, max_workers=cfg.serving.max_workers,
@@ -95,8 +108,6 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
     )
     try:
         run_flow(demo_flow(cfg, store, limit=args.limit), cfg)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.stop(grace=1).wait()
         reader.close()
@@ -195,12 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging()
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(f"pulse: configuration error: {exc}", file=sys.stderr)
         return 2
+    _setup_logging(cfg.log.level)
     try:
         return args.func(cfg, args)
     except KeyboardInterrupt:

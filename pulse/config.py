@@ -69,12 +69,18 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
 class PulseConfig:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     state: StateConfig = field(default_factory=StateConfig)
     processor: ProcessorConfig = field(default_factory=ProcessorConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     @property
     def store_dir(self) -> Path:
@@ -94,6 +100,7 @@ _SECTION_TYPES = {
     "processor": ProcessorConfig,
     "serving": ServingConfig,
     "generator": GeneratorConfig,
+    "log": LogConfig,
 }
 _TABLE_FIELDS = {("kafka", "consumer"), ("kafka", "producer")}
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -173,6 +180,8 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("generator", "users", cfg.generator.users >= 1, "must be at least 1"),
         ("generator", "events_per_second", cfg.generator.events_per_second > 0, "must be positive"),
         ("generator", "invalid_rate", 0 <= cfg.generator.invalid_rate <= 1, "must be in [0, 1]"),
+        ("log", "level", cfg.log.level in ("DEBUG", "INFO", "WARNING", "ERROR"),
+         "must be one of DEBUG, INFO, WARNING, ERROR"),
     ]
     for section, key, ok, what in checks:
         if not ok:
