@@ -12,6 +12,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows import metrics as m
+from flows.shutdown import stop_requested
 from flows.records import DeadLetter, RawRecord
 from operators.synthetic import ClickstreamGenerator
 
@@ -34,7 +35,7 @@ class _GeneratorPartition(StatefulSourcePartition[RawRecord, int]):
         self._awake: datetime | None = None
 
     def next_batch(self) -> list[RawRecord]:
-        if self._limit is not None and self._emitted >= self._limit:
+        if (self._limit is not None and self._emitted >= self._limit) or stop_requested():
             raise StopIteration
         due = int((time.monotonic() - self._start) * self._rate) - self._emitted
         n = min(due, self._batch_size)

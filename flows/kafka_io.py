@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError as KafkaErrorCode
 from confluent_kafka.admin import AdminClient
 
 from flows import metrics as m
+from flows.shutdown import stop_requested
 from flows.records import DeadLetter, RawRecord
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class _KafkaPartition(StatefulSourcePartition[RawRecord, int]):
             self._lag.set(max(0, part["ls_offset"] - self._next))
 
     def next_batch(self) -> list[RawRecord]:
-        if self._eof:
+        if self._eof or stop_requested():
             raise StopIteration
         out = []
         source = self._source

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
 from flows.kafka_io import KafkaDeadLetterSink, KafkaEventSource
 from flows.profile_flow import build_flow
+from flows.shutdown import install_handlers, stop_requested
 from pulse.config import PulseConfig
 from state.store import ProfileStore
 
@@ -76,10 +77,12 @@ def demo_flow(cfg: PulseConfig, store: ProfileStore, *, limit: int | None = None
 def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:
     """Run ``flow`` in this process until its source ends (or forever, when tailing).
 
-    Returns False when stopped by SIGINT/SIGTERM (turned into KeyboardInterrupt), True at
-    the end of the input. Effects are safe either way: a restart resumes from the last
-    recovery snapshot and skips what was already applied.
+    SIGINT/SIGTERM end the sources, so the flow drains and takes a final snapshot.
+    Returns False when stopped by a signal, True at the end of the input. Effects are
+    safe either way: a restart resumes from the last recovery snapshot and skips what
+    was already applied.
     """
+    install_handlers()
     try:
         cli_main(
             flow,
@@ -87,12 +90,20 @@ def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:
             epoch_interval=timedelta(milliseconds=cfg.processor.epoch_interval_ms),
             recovery_config=recovery_config(cfg.recovery_dir),
         )
-    except BytewaxRuntimeError as exc:
-        if isinstance(exc.__cause__, KeyboardInterrupt) or "signal received" in str(exc):
-            log.info("stopping on signal")
-            return False
-        raise
-    except KeyboardInterrupt:
+    except (BytewaxRuntimeError, KeyboardInterrupt) as exc:
+        if not _interrupted(exc):
+            raise
+    if stop_requested():
         log.info("stopping on signal")
         return False
     return True
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """A second signal raises KeyboardInterrupt wherever Python runs; Bytewax wraps it."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            log.info("stopping on signal")
+            return True
+        exc = exc.__cause__
+    return False

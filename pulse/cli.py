@@ -17,9 +17,7 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,12 +34,6 @@ def _setup_logging(level: str) -> None:
         os.environ["RUST_BACKTRACE"] = "0"
 
 
-def _stop_on_sigterm() -> None:
-    """`docker stop` and Kubernetes send SIGTERM: stop the flow as gracefully as on Ctrl-C."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-
 def _start_metrics(host: str, port: int) -> int:
     from prometheus_client import start_http_server
 
@@ -54,7 +46,6 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
     from state.store import RocksStore
 
     ensure_topics(cfg)
-    _stop_on_sigterm()
     store = RocksStore(cfg.store_dir)
     port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
     log.info("processing %s from %s into %s; metrics on http://%s:%d/metrics", cfg.kafka.events_topic,
@@ -86,7 +77,6 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
     from serving.server import create_server
     from state.store import RocksReader, RocksStore
 
-    _stop_on_sigterm()
     store = RocksStore(cfg.store_dir)
     reader = RocksReader(cfg.store_dir, Path(cfg.state.dir) / "readers" / f"demo-{os.getpid()}")
     server, grpc_port = create_server(cfg.serving.grpc_address, reader, max_workers=cfg.serving.max_workers,
