@@ -157,6 +157,7 @@ class RocksReader:
         self.secondary_dir = Path(secondary_dir)
         self._db: Rdict | None = None
         self._profiles_db: Rdict | None = None
+        self._seen_files: tuple = ()
         self._lock = threading.Lock()
         self._try_open()
 
@@ -168,6 +169,7 @@ class RocksReader:
         if not (self.path / "CURRENT").exists():
             return False
         self.secondary_dir.mkdir(parents=True, exist_ok=True)
+        self._seen_files = self._primary_files()
         try:
             db = Rdict(
                 str(self.path),
@@ -181,12 +183,28 @@ class RocksReader:
         self._profiles_db = db.get_column_family(PROFILES_CF)
         return True
 
-    def catch_up(self) -> None:
+    def _primary_files(self) -> tuple:
+        """Names and sizes of the writer's WAL and MANIFEST files: they change on every
+        write, flush and compaction, so an unchanged tuple means nothing to catch up."""
+        with os.scandir(self.path) as entries:
+            return tuple(sorted((e.name, e.stat().st_size) for e in entries
+                                if e.name.endswith(".log") or e.name.startswith("MANIFEST-")))
+
+    def catch_up(self) -> bool:
+        """Follow the writer; returns True if the reader (re)read the primary's changes.
+
+        A RocksDB catch-up costs ~1 ms per column family and holds the GIL, so it is
+        skipped when the primary's files have not changed since the last one.
+        """
         with self._lock:
             if self._db is None:
-                self._try_open()
-                return
+                return self._try_open()
+            files = self._primary_files()
+            if files == self._seen_files:
+                return False
             self._db.try_catch_up_with_primary()
+            self._seen_files = files
+            return True
 
     def get(self, profile_id: str) -> Profile | None:
         db = self._profiles_db

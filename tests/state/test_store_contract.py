@@ -78,3 +78,16 @@ def test_secondary_reader_waits_for_the_writer_then_catches_up(tmp_path):
     assert reader.get("a").orders == 2
     reader.close()
     writer.close()
+
+
+def test_reader_catch_up_is_skipped_when_the_writer_wrote_nothing(tmp_path):
+    writer = RocksStore(tmp_path / "db")
+    writer.write([Profile("a", orders=1)])
+    reader = RocksReader(tmp_path / "db", tmp_path / "reader")
+    assert reader.catch_up() is False  # opened after the write: nothing new
+    writer.write([Profile("a", orders=2)])
+    assert reader.catch_up() is True
+    assert reader.get("a").orders == 2
+    assert reader.catch_up() is False
+    reader.close()
+    writer.close()

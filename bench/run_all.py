@@ -1,0 +1,114 @@
+"""Run every benchmark in turn and print one Markdown summary for the README.
+
+    python -m bench.run_all
+
+Runs ``bench.bench_flow`` (Kafka -> RocksDB throughput; starts the test broker unless
+``PULSE_TEST_KAFKA_BOOTSTRAP`` is set) and ``bench.bench_serving`` (gRPC GetProfile
+latency), each with its defaults, then prints a table (benchmark, baseline, pulse,
+ratio) and writes all figures to ``bench/results.json``.
+
+Every ratio is pulse's cost relative to its baseline measured in the same run, so
+above 1 means pulse is that many times slower: time ratios for latency, inverse
+throughput ratios for throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _run(name: str, fn) -> dict:
+    print(f"\n=== {name} ===", flush=True)
+    try:
+        return fn([])
+    except Exception as exc:  # keep going: the other benchmark's figures are still worth having
+        traceback.print_exc()
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def summary_rows(flow: dict, serving: dict) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    if "error" not in flow:
+        rows.append((f"flow throughput, Kafka → RocksDB ({flow['events']:,} events), events/s",
+                     f"{flow['baseline_events_per_s']:,.0f}", f"{flow['flow_events_per_s']:,.0f}",
+                     # bench_flow's own throughput_ratio is pulse/baseline throughput (below 1 = slower);
+                     # here every ratio reads "times slower", so invert it.
+                     f"{flow['baseline_events_per_s'] / flow['flow_events_per_s']:.2f}×"))
+    if "error" not in serving:
+        s = serving
+        for q in ("p50", "p99"):
+            rows.append((f"GetProfile latency {q}, 1 in flight, ms",
+                         f"{s[f'baseline_{q}_ms']:.3f}", f"{s[f'pulse_{q}_ms']:.3f}", f"{s[f'{q}_ratio']:.2f}×"))
+        if "baseline_rps" in s:
+            rows.append((f"GetProfile throughput, {s['tput_threads']} client threads, requests/s",
+                         f"{s['baseline_rps']:,.0f}", f"{s['pulse_rps']:,.0f}", f"{s['throughput_ratio']:.2f}×"))
+    return rows
+
+
+def markdown(flow: dict, serving: dict) -> str:
+    header = ("benchmark", "baseline", "pulse", "ratio")
+    rows = summary_rows(flow, serving)
+    lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    notes = ["Ratio: pulse's cost relative to the baseline measured in the same run (above 1 = slower).",
+             "Baselines: a plain confluent-kafka consume loop (flow); a trivial gRPC server returning a "
+             "constant response with the same thread pool and message types (serving)."]
+    if "error" not in serving:
+        s = serving
+        notes.append(f"Serving: {s['profiles']:,} profiles from {s['events']:,} synthetic events; "
+                     f"server-side extra per request (p50 difference) {s['server_extra_us']:.0f} µs; "
+                     f"store {s['store_bytes_per_profile']:,.0f} B/profile on disk "
+                     f"(encoded record {s['record_bytes_mean']:.0f} B).")
+    for name, res in (("bench_flow", flow), ("bench_serving", serving)):
+        if "error" in res:
+            notes.append(f"{name} failed: {res['error']}")
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file to write (default {RESULTS})")
+    args = ap.parse_args(argv)
+
+    from bench import bench_flow, bench_serving
+
+    flow = _run("bench_flow", bench_flow.main)
+    serving = _run("bench_serving", bench_serving.main)
+    combined = {
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "bench_flow": flow,
+        "bench_serving": serving,
+    }
+    print("\n=== summary (Markdown) ===\n")
+    print(markdown(flow, serving))
+    args.output.write_text(json.dumps(_finite(combined), indent=2, sort_keys=False) + "\n")
+    print(f"\nwrote {args.output}", file=sys.stderr)
+    return combined
+
+
+if __name__ == "__main__":
+    result = main()
+    sys.exit(1 if any("error" in result[k] for k in ("bench_flow", "bench_serving")) else 0)
