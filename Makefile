@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install kafka-jars demo test test-unit bench proto clean
+.PHONY: install kafka-jars ops-deps demo test test-unit bench proto clean
 
 install: $(VENV)/.installed
 
@@ -17,13 +17,26 @@ $(VENV)/.installed: pyproject.toml
 kafka-jars: install
 	$(BIN)/python -m tests.kafka_broker fetch
 
+# Prometheus and promtool (Debian's `prometheus` package) for tests/ops: a real Prometheus
+# scrapes Pulse there. Installed only when missing (needs root or sudo, like CI has).
+ops-deps:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	  else echo "make ops-deps: installing Debian's prometheus package needs root or sudo" >&2; exit 1; fi; \
+	  echo "installing Debian's prometheus package (prometheus, promtool) for tests/ops"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@promtool --version 2>&1 | head -1
+
 demo: install
 	$(BIN)/pulse demo
 
-test: install kafka-jars
+test: install kafka-jars ops-deps
 	$(BIN)/python -m pytest
 
-test-unit: install
+test-unit: install ops-deps
 	$(BIN)/python -m pytest -m "not kafka"
 
 bench: install kafka-jars

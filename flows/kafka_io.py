@@ -124,6 +124,43 @@ class KafkaEventSource(FixedPartitionedSource[RawRecord, int]):
         return _KafkaPartition(dict(self._config), topic, int(idx), start, self._batch_size, self._poll_timeout)
 
 
+class KafkaControlSource(KafkaEventSource):
+    """The control topic (erase requests) as ``RawRecord``s, parsed in the flow."""
+
+    def __init__(self, bootstrap_servers: str, topics: list[str], *, consumer_config=None, tail: bool = True):
+        super().__init__(bootstrap_servers, topics, batch_size=100, consumer_config=consumer_config, tail=tail,
+                         poll_timeout=0.05)
+
+
+class _ErasurePartition(StatelessSinkPartition[dict]):
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    def write_batch(self, items: list[dict]) -> None:
+        for record in items:
+            self._producer.produce(self._topic, key=record["alias"].encode(), value=orjson.dumps(record))
+        remaining = self._producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"erasures topic {self._topic!r}: {remaining} records not acknowledged in 30 s")
+
+    def close(self) -> None:
+        self._producer.flush(30)
+
+
+class KafkaErasureSink(DynamicSink[dict]):
+    """Erase records to a compacted topic (key: the alias the request named), so that
+    downstream systems can follow deletions."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, producer_config: Mapping[str, str] | None = None):
+        self._config = {"bootstrap.servers": bootstrap_servers, "enable.idempotence": "true",
+                        **dict(producer_config or {})}
+        self._topic = topic
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ErasurePartition:
+        return _ErasurePartition(Producer(self._config), self._topic)
+
+
 def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
     return [
         (DLQ_HEADER_REASON, dl.error.reason.encode()),

@@ -5,14 +5,16 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from operators.events import INVALID_REASONS
+from operators.profile import OUTCOMES
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 EVENTS_IN = Counter("pulse_events_in_total", "Records read from the input, per source topic", ["topic"])
 EVENTS_OUT = Counter(
     "pulse_events_out_total",
-    "Records after processing, by outcome: applied to a profile, replayed (already applied "
-    "before a restart, skipped), or invalid (sent to the dead-letter topic)",
+    "Records after processing, by outcome: applied to a profile; duplicate (event_id seen "
+    "before, dropped); replayed (re-read after a restart, dropped); suppressed (no analytics "
+    "consent, not stored); invalid (sent to the dead-letter topic)",
     ["outcome"],
 )
 EVENTS_INVALID = Counter("pulse_events_invalid_total", "Invalid records by reason", ["reason"])
@@ -34,9 +36,47 @@ CONSUMER_LAG = Gauge("pulse_consumer_lag", "Records in the partition not yet rea
                      ["topic", "partition"])
 SOURCE_ERRORS = Counter("pulse_source_errors_total", "Errors reported by the input consumer", ["topic"])
 
-APPLIED = EVENTS_OUT.labels("applied")
-REPLAYED = EVENTS_OUT.labels("replayed")
+OUTCOME = {outcome: EVENTS_OUT.labels(outcome) for outcome in OUTCOMES}
+APPLIED = OUTCOME["applied"]
+REPLAYED = OUTCOME["replayed"]
+DUPLICATES = OUTCOME["duplicate"]
 INVALID = EVENTS_OUT.labels("invalid")
+IDENTITY_MERGES = Counter("pulse_identity_merges_total", "Profiles merged into another by identity stitching")
+IDENTITY_CONFLICTS = Counter("pulse_identity_conflicts_total",
+                             "Links refused because they would merge two different user ids")
+IDENTITY_CAPPED = Counter("pulse_identity_alias_cap_hits_total",
+                          "Links refused because the profile reached identity.max_aliases")
+ERASURES = Counter("pulse_erasures_total", "Erase requests carried out (GDPR/CCPA)")
 INVALID_BY_REASON = {reason: EVENTS_INVALID.labels(reason) for reason in INVALID_REASONS}
 LATENCY_INGEST = PROCESSING_LATENCY.labels("ingest")
 LATENCY_EVENT = PROCESSING_LATENCY.labels("event")
+
+# --- operations (issue 8): build info, store, data quality --------------------------------
+# pulse_build_info is shared with serving.metrics (one process may export both): declared
+# once in pulse.buildinfo, imported here so every processor exports it.
+from pulse.buildinfo import BUILD_INFO  # noqa: E402,F401
+
+PROFILES_IN_STORE = Gauge(
+    "pulse_profiles_in_store",
+    "Profiles in the state store: RocksDB's estimate (counts overwrites until compaction), "
+    "refreshed every few seconds by flows.store_stats",
+)
+STORE_SIZE = Gauge("pulse_store_size_bytes", "Size on disk of the state store directory (RocksDB files)")
+FIELD_ISSUES = Counter(
+    "pulse_field_issues_total",
+    "Records with a missing or invalid field (field names without array indexes; see "
+    "operators.quality): on required fields the record was dead-lettered, on optional ones "
+    "(context.*, category) the event was applied without it",
+    ["field", "issue"],
+)
+VOLUME_PER_MINUTE = Gauge("pulse_volume_events_per_minute",
+                          "Input records in the last complete minute of ingestion time")
+VOLUME_LEVEL = Gauge("pulse_volume_level_per_minute",
+                     "Recent level of input records per minute (exponentially weighted average)")
+VOLUME_RATIO = Gauge(
+    "pulse_volume_ratio",
+    "Last complete minute's input records / their recent level: ~1 normal, near 0 collapse, "
+    ">> 1 flood; NaN while warming up (the first minutes) or when the input is near-silent",
+)
+for _gauge in (PROFILES_IN_STORE, STORE_SIZE, VOLUME_PER_MINUTE, VOLUME_LEVEL, VOLUME_RATIO):
+    _gauge.set(float("nan"))  # unknown until measured: never a false 0 that alerts

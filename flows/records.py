@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from operators.events import Event, InvalidEvent
+from operators.identity import Routing
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +36,33 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
-class ProfileChange:
-    """A profile's new stored record, emitted once per batch that changed it."""
+class EraseRequest:
+    """A GDPR/CCPA erase command (from the control topic): forget ``alias``'s person."""
 
-    profile_id: str
-    record: bytes
-    applied: int  # events applied in this batch
-    oldest_ingest_ms: int
-    newest_event_ms: int
+    alias: str
+    request_id: str
+    requested_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """An event (or an erase request) with the profile it goes to."""
+
+    routing: Routing
+    seq: int  # identity-change sequence number at routing time
+    event: ParsedEvent | None = None
+    erase: EraseRequest | None = None
+
+
+@dataclass(slots=True)
+class StoreWrite:
+    """Everything one batch of the profile step changes, written in one WriteBatch."""
+
+    profiles: dict[str, bytes | None] = field(default_factory=dict)  # None = delete
+    aliases: dict[str, str | None] = field(default_factory=dict)  # alias -> profile id
+    members: dict[str, bytes | None] = field(default_factory=dict)  # profile id -> aliases
+    erasures: list[dict] = field(default_factory=list)  # erase records to publish
+    seq: int = 0  # identity sequence covered
+    write_seq: int = 0  # this write's number (unpins the profile cache once written)
+    oldest_ingest_ms: int = 0
+    newest_event_ms: int = 0

@@ -14,9 +14,11 @@ from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
-from flows.kafka_io import KafkaDeadLetterSink, KafkaEventSource
+from flows.kafka_io import KafkaControlSource, KafkaDeadLetterSink, KafkaErasureSink, KafkaEventSource
 from flows.profile_flow import build_flow
 from flows.shutdown import install_handlers, stop_requested
+from operators.events import ParseOptions
+from operators.profile import Policy
 from pulse.config import PulseConfig
 from state.store import ProfileStore
 
@@ -43,27 +45,64 @@ def ensure_topics(cfg: PulseConfig, timeout: float = 15.0) -> None:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except Exception as exc:
         raise TopicError(f"cannot reach Kafka at {cfg.kafka.bootstrap_servers}: {exc}") from exc
-    missing = [t for t in (cfg.kafka.events_topic, cfg.kafka.dlq_topic) if t not in existing]
+    wanted = (cfg.kafka.events_topic, cfg.kafka.dlq_topic, cfg.kafka.control_topic, cfg.kafka.erasures_topic)
+    missing = [t for t in wanted if t not in existing]
     if not missing:
         return
     if not cfg.kafka.create_topics:
         raise TopicError(f"topics {missing} do not exist on {cfg.kafka.bootstrap_servers} "
                          "(create them, or set kafka.create_topics = true)")
-    futures = admin.create_topics([NewTopic(t, cfg.kafka.topic_partitions) for t in missing])
+    def new_topic(name: str) -> NewTopic:
+        if name == cfg.kafka.erasures_topic:  # one record per person, forever: compacted
+            return NewTopic(name, 1, config={"cleanup.policy": "compact"})
+        if name == cfg.kafka.control_topic:
+            return NewTopic(name, 1)
+        return NewTopic(name, cfg.kafka.topic_partitions)
+
+    futures = admin.create_topics([new_topic(t) for t in missing])
     for topic, fut in futures.items():
         try:
             fut.result(timeout)
-            log.info("created topic %s with %d partitions", topic, cfg.kafka.topic_partitions)
+            log.info("created topic %s", topic)
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise TopicError(f"cannot create topic {topic!r}: {exc}") from exc
 
 
+DEMO_PII_SECRET = "pulse-demo-secret-not-for-production"
+
+
+class ConfigurationMissing(RuntimeError):
+    """A setting that `pulse run` needs has no value."""
+
+
+def flow_settings(cfg: PulseConfig, *, demo: bool = False) -> dict:
+    """The flow's privacy, identity and memory settings from the configuration."""
+    p = cfg.privacy
+    secret = p.pii_secret or (DEMO_PII_SECRET if demo else "")
+    if not secret:
+        raise ConfigurationMissing(
+            "privacy.pii_secret is not set: emails and phone numbers are hashed with it at "
+            "ingestion. Set PULSE_PRIVACY_PII_SECRET (keep it stable: changing it splits identities)."
+        )
+    return {
+        "options": ParseOptions(pii_key=secret.encode(), max_future_skew_ms=int(p.max_future_skew_seconds * 1000)),
+        "policy": Policy(default_consent=p.default_consent == "opt-out",
+                         dedupe_horizon_ms=int(p.dedupe_horizon_hours * 3_600_000),
+                         dedupe_max=p.dedupe_max_ids),
+        "max_aliases": cfg.identity.max_aliases,
+        "cache_profiles": cfg.state.cache_profiles,
+    }
+
+
 def kafka_flow(cfg: PulseConfig, store: ProfileStore, *, tail: bool = True) -> Dataflow:
-    source = KafkaEventSource(cfg.kafka.bootstrap_servers, [cfg.kafka.events_topic],
-                              batch_size=cfg.kafka.batch_size, consumer_config=cfg.kafka.consumer, tail=tail)
-    dlq = KafkaDeadLetterSink(cfg.kafka.bootstrap_servers, cfg.kafka.dlq_topic, cfg.kafka.producer)
-    return build_flow(source, dlq, store, idle_evict_seconds=cfg.state.idle_evict_seconds)
+    k = cfg.kafka
+    source = KafkaEventSource(k.bootstrap_servers, [k.events_topic], batch_size=k.batch_size,
+                              consumer_config=k.consumer, tail=tail)
+    control = KafkaControlSource(k.bootstrap_servers, [k.control_topic], consumer_config=k.consumer, tail=tail)
+    dlq = KafkaDeadLetterSink(k.bootstrap_servers, k.dlq_topic, k.producer)
+    erasures = KafkaErasureSink(k.bootstrap_servers, k.erasures_topic, k.producer)
+    return build_flow(source, dlq, store, control=control, erasure_sink=erasures, **flow_settings(cfg))
 
 
 def demo_flow(cfg: PulseConfig, store: ProfileStore, *, limit: int | None = None) -> Dataflow:
@@ -71,7 +110,7 @@ def demo_flow(cfg: PulseConfig, store: ProfileStore, *, limit: int | None = None
     source = GeneratorSource(users=g.users, events_per_second=g.events_per_second, seed=g.seed,
                              invalid_rate=g.invalid_rate, limit=limit, batch_size=cfg.kafka.batch_size)
     dlq = JsonlDeadLetterSink(Path(cfg.state.dir) / "dead-letters.jsonl")
-    return build_flow(source, dlq, store, idle_evict_seconds=cfg.state.idle_evict_seconds)
+    return build_flow(source, dlq, store, **flow_settings(cfg, demo=True))
 
 
 def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:

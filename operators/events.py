@@ -9,6 +9,11 @@ event_id        yes       string, 1..128 chars, unique per event (dedupe key)
 type            yes       one of ``EVENT_TYPES``
 user_id         one of    string, 1..128 chars: the known customer id
 anonymous_id    one of    string, 1..128 chars: cookie / app-install id
+device_id       one of    string, 1..128 chars: a device identifier
+email           one of    string: an email address (hashed at ingestion, never stored raw)
+phone           no        string: a phone number (hashed at ingestion, never stored raw)
+consent         see note  ``consent_update`` only: object purpose -> bool, purposes in
+                          ``CONSENT_PURPOSES``
 timestamp       yes       event time: ISO-8601 with a UTC offset, or epoch ms (int)
 item_id         see note  string: the product the event is about
 category        no        string: the product category, e.g. ``outdoor/tents``
@@ -21,15 +26,18 @@ context         no        object: ``device`` (string), ``channel`` (string),
                           numbers in range)
 ==============  ========  ==========================================================
 
-Note: ``product_view``, ``add_to_cart`` and ``remove_from_cart`` need ``item_id``;
+"one of": at least one of user_id, anonymous_id, device_id, email. Note:
+``product_view``, ``add_to_cart`` and ``remove_from_cart`` need ``item_id``;
 ``purchase`` needs either ``items`` or ``item_id`` with ``price``. Unknown top-level
-fields are ignored (never stored). A timestamp more than ``MAX_FUTURE_SKEW_MS`` in the
-future of the ingestion time is rejected.
+fields are ignored (never stored). A timestamp more than ``ParseOptions.max_future_skew_ms``
+(default 5 min) in the future of the ingestion time is rejected.
 
 >>> e = parse_event(b'{"event_id":"e1","type":"add_to_cart","user_id":"u1",'
 ...                 b'"timestamp":"2026-11-27T10:00:00Z","item_id":"sku-1","price":9.5}')
 >>> e.profile_key, e.type, e.items[0].item_id, e.ts_ms
-('u1', 'add_to_cart', 'sku-1', 1795773600000)
+('user:u1', 'add_to_cart', 'sku-1', 1795773600000)
+>>> e.aliases
+('user:u1',)
 >>> parse_event(b'{"event_id":"e1","type":"teleport","user_id":"u1","timestamp":0}')
 InvalidEvent(reason='unknown_type', detail="type 'teleport' is not one of: ...")
 """
@@ -37,11 +45,13 @@ InvalidEvent(reason='unknown_type', detail="type 'teleport' is not one of: ...")
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
+
+from operators.pii import hash_email, hash_phone
 
 SCHEMA_VERSION = 1
 
@@ -64,6 +74,7 @@ MAX_STR_LEN = 256
 MAX_EVENT_BYTES = 64 * 1024
 MAX_ITEMS = 200
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+CONSENT_PURPOSES = ("analytics", "personalization", "marketing")
 # 2000-01-01T00:00:00Z: anything earlier is a unit mistake (seconds instead of ms).
 MIN_TS_MS = 946_684_800_000
 
@@ -91,9 +102,20 @@ class Context:
     geo: Geo | None = None
 
 
+@dataclass(frozen=True)
+class ParseOptions:
+    """Ingestion settings: the PII hashing secret and the allowed clock skew."""
+
+    pii_key: bytes = b""
+    max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
+
+
+DEFAULT_OPTIONS = ParseOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A validated, normalized event."""
+    """A validated, normalized event. PII fields hold keyed hashes, never raw values."""
 
     event_id: str
     type: str
@@ -103,11 +125,31 @@ class Event:
     items: tuple[LineItem, ...]
     query: str | None
     context: Context
+    device_id: str | None = None
+    email_hash: str | None = None
+    phone_hash: str | None = None
+    consent: tuple[tuple[str, bool], ...] = field(default=())
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Typed identifiers of this event's person, strongest first (see ``operators.identity``)."""
+        out = []
+        if self.user_id is not None:
+            out.append("user:" + self.user_id)
+        if self.email_hash is not None:
+            out.append("email:" + self.email_hash)
+        if self.phone_hash is not None:
+            out.append("phone:" + self.phone_hash)
+        if self.device_id is not None:
+            out.append("device:" + self.device_id)
+        if self.anonymous_id is not None:
+            out.append("anon:" + self.anonymous_id)
+        return tuple(out)
 
     @property
     def profile_key(self) -> str:
-        """The id whose profile this event updates (identity stitching refines this)."""
-        return self.user_id if self.user_id is not None else self.anonymous_id  # type: ignore[return-value]
+        """The strongest alias; identity resolution maps it to the profile id."""
+        return self.aliases[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +164,7 @@ EventOrError = Event | InvalidEvent
 
 INVALID_REASONS = (
     "too_large",
+    "bad_encoding",
     "not_json",
     "not_object",
     "missing_field",
@@ -138,7 +181,7 @@ class _Reject(Exception):
         self.detail = detail
 
 
-def parse_event(raw: bytes, now_ms: int | None = None) -> EventOrError:
+def parse_event(raw: bytes | None, now_ms: int | None = None, options: ParseOptions = DEFAULT_OPTIONS) -> EventOrError:
     """Parse and validate one raw record. Never raises for bad input."""
     if raw is None:
         return InvalidEvent("not_json", "empty record (no value)")
@@ -147,16 +190,54 @@ def parse_event(raw: bytes, now_ms: int | None = None) -> EventOrError:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "utf-8" in str(exc).lower() or "surrogate" in str(exc).lower():
+            return InvalidEvent("bad_encoding", f"record is not valid UTF-8: {exc}")
         return InvalidEvent("not_json", f"invalid JSON: {exc}")
     if not isinstance(doc, dict):
         return InvalidEvent("not_object", f"expected a JSON object, got {type(doc).__name__}")
     try:
-        return _validate(doc, now_ms)
+        return _validate(doc, now_ms, options)
     except _Reject as rej:
         return InvalidEvent(rej.reason, rej.detail)
+    except RecursionError:
+        return InvalidEvent("bad_field", "document is nested too deeply")
 
 
-def _validate(doc: dict[str, Any], now_ms: int | None) -> Event:
+def _pii(doc: dict[str, Any], field: str) -> str | None:
+    value = doc.get(field)
+    if value is None:
+        return None
+    # Never echo a PII value in an error message: it would reach the DLQ headers and logs.
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_STR_LEN:
+        raise _Reject("bad_field", f"field {field!r} must be a non-empty string of at most {MAX_STR_LEN} chars")
+    if field == "email" and "@" not in value:
+        raise _Reject("bad_field", "field 'email' is not an email address")
+    if field == "phone" and sum(ch.isdigit() for ch in value) < 4:
+        raise _Reject("bad_field", "field 'phone' has too few digits")
+    return value
+
+
+def _consent(doc: dict[str, Any], etype: str) -> tuple[tuple[str, bool], ...]:
+    raw = doc.get("consent")
+    if raw is None:
+        if etype == "consent_update":
+            raise _Reject("missing_field", "consent_update needs 'consent': {purpose: true|false}")
+        return ()
+    if etype != "consent_update":
+        raise _Reject("bad_field", "field 'consent' is only allowed on consent_update events")
+    if not isinstance(raw, dict) or not raw:
+        raise _Reject("bad_field", "field 'consent' must be a non-empty object of purpose: true|false")
+    out = []
+    for purpose, granted in raw.items():
+        if purpose not in CONSENT_PURPOSES:
+            raise _Reject("bad_field", f"consent purpose {purpose[:32]!r} is not one of: {', '.join(CONSENT_PURPOSES)}")
+        if not isinstance(granted, bool):
+            raise _Reject("bad_field", f"consent.{purpose} must be true or false")
+        out.append((purpose, granted))
+    return tuple(sorted(out))
+
+
+def _validate(doc: dict[str, Any], now_ms: int | None, options: ParseOptions) -> Event:
     event_id = _id(doc, "event_id", required=True)
     etype = doc.get("type")
     if etype is None:
@@ -166,12 +247,21 @@ def _validate(doc: dict[str, Any], now_ms: int | None) -> Event:
         raise _Reject("unknown_type", f"type {shown} is not one of: {', '.join(EVENT_TYPES)}")
     user_id = _id(doc, "user_id")
     anonymous_id = _id(doc, "anonymous_id")
-    if user_id is None and anonymous_id is None:
-        raise _Reject("missing_field", "one of 'user_id' or 'anonymous_id' is required")
-    ts_ms = _timestamp(doc.get("timestamp"), now_ms)
+    device_id = _id(doc, "device_id")
+    email = _pii(doc, "email")
+    phone = _pii(doc, "phone")
+    if user_id is None and anonymous_id is None and device_id is None and email is None:
+        raise _Reject("missing_field", "one of 'user_id', 'anonymous_id', 'device_id' or 'email' is required")
+    ts_ms = _timestamp(doc.get("timestamp"), now_ms, options.max_future_skew_ms)
     items = _items(doc, etype)
     query = _opt_str(doc, "query", doc.get("query"))
-    return Event(event_id, etype, user_id, anonymous_id, ts_ms, items, query, _context(doc.get("context")))
+    consent = _consent(doc, etype)
+    key = options.pii_key
+    return Event(event_id, etype, user_id, anonymous_id, ts_ms, items, query, _context(doc.get("context")),
+                 device_id,
+                 None if email is None else hash_email(email, key),
+                 None if phone is None else hash_phone(phone, key),
+                 consent)
 
 
 def _id(doc: dict[str, Any], field: str, required: bool = False) -> str | None:
@@ -205,7 +295,7 @@ def _number(field: str, value: Any, lo: float, hi: float = math.inf) -> float:
     return float(value)
 
 
-def _timestamp(value: Any, now_ms: int | None) -> int:
+def _timestamp(value: Any, now_ms: int | None, max_skew_ms: int = MAX_FUTURE_SKEW_MS) -> int:
     if value is None:
         raise _Reject("missing_field", "field 'timestamp' is required")
     if isinstance(value, bool):
@@ -224,8 +314,8 @@ def _timestamp(value: Any, now_ms: int | None) -> int:
         raise _Reject("bad_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds")
     if ts_ms < MIN_TS_MS:
         raise _Reject("bad_timestamp", f"timestamp {ts_ms} is before 2000-01-01 (seconds instead of ms?)")
-    if now_ms is not None and ts_ms > now_ms + MAX_FUTURE_SKEW_MS:
-        raise _Reject("bad_timestamp", f"timestamp {ts_ms} is more than 5 minutes in the future")
+    if now_ms is not None and ts_ms > now_ms + max_skew_ms:
+        raise _Reject("bad_timestamp", f"timestamp {ts_ms} is more than {max_skew_ms} ms in the future of ingestion")
     return ts_ms
 
 

@@ -1,16 +1,25 @@
 """Per-profile state: what Pulse knows about one person, and how an event changes it.
 
-Memory per profile is bounded: at most ``MAX_CATEGORIES`` category counters and
-``MAX_CART_LINES`` cart lines; counts are one integer per event type.
+Memory per profile is bounded: at most ``MAX_CATEGORIES`` category counters,
+``MAX_CART_LINES`` cart lines, ``Policy.dedupe_max`` remembered event ids (8-byte keyed
+digests, kept for ``Policy.dedupe_horizon_ms`` of event time); counts are one integer per
+event type.
+
+Consent: per purpose (``analytics``, ``personalization``, ``marketing``) the latest
+``consent_update`` by event time wins; purposes never set follow ``Policy.default_consent``.
+Without ``analytics`` nothing but the consent record is kept: behaviour is not applied,
+and withdrawing it clears the behaviour already stored.
 
 >>> from operators.events import parse_event
 >>> p = Profile("u1")
 >>> ev = parse_event(b'{"event_id":"e1","type":"add_to_cart","user_id":"u1",'
 ...                  b'"timestamp":1796205600000,"item_id":"sku-1","category":"tents","price":120}')
 >>> p.apply(ev, "pulse.events/0", 41)
-True
->>> p.apply(ev, "pulse.events/0", 41)   # the same offset again: a replay, skipped
-False
+'applied'
+>>> p.apply(ev, "pulse.events/0", 41)   # the same event at the same offset: a replay
+'replayed'
+>>> p.apply(ev, "pulse.events/1", 7)    # the same event_id again elsewhere: a duplicate
+'duplicate'
 >>> p.counts, p.cart["sku-1"]["qty"], p.top_categories(1)
 ({'add_to_cart': 1}, 1, [('tents', 1)])
 >>> Profile.from_record(p.to_record()) == p
@@ -19,14 +28,38 @@ True
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from operators.events import Event
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 MAX_CATEGORIES = 50
 MAX_CART_LINES = 100
+MAX_CART_OPS = 20
+MAX_MERGED_FROM = 50
+
+# Outcomes of Profile.apply (metric label values).
+APPLIED = "applied"
+DUPLICATE = "duplicate"  # the same event_id again (producer retry, client resend)
+REPLAYED = "replayed"  # re-read after a restart: same event_id, already-applied offset
+SUPPRESSED = "suppressed"  # no analytics consent: behaviour is not stored
+OUTCOMES = (APPLIED, DUPLICATE, REPLAYED, SUPPRESSED)
+
+
+@dataclass(frozen=True)
+class Policy:
+    default_consent: bool = True  # True: opt-out regime; False: opt-in regime
+    dedupe_horizon_ms: int = 24 * 3600 * 1000
+    dedupe_max: int = 1000
+
+
+DEFAULT_POLICY = Policy()
+
+
+def event_digest(event_id: str) -> str:
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
 class ProfileRecordError(ValueError):
@@ -41,25 +74,83 @@ class Profile:
     last_seen_ms: int = 0
     total_spend: float = 0.0
     orders: int = 0
-    cart: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # item -> {"ops": [[event time, +/-qty], ...] since the item was last bought,
+    #          "since": time of that purchase, "price", "price_ms", "category"}.
+    # A log rather than a running quantity, so the cart is the same whatever order the
+    # events (and merged profiles) arrive in; ``cart`` is the view.
+    cart_log: dict[str, dict[str, Any]] = field(default_factory=dict)
     categories: dict[str, int] = field(default_factory=dict)
     last_device: str | None = None
     last_channel: str | None = None
     last_geo: dict[str, Any] | None = None
-    # source ("topic/partition") -> last applied offset: replays after a crash are skipped.
+    # source ("topic/partition") -> last applied offset: tells replays from duplicates.
     positions: dict[str, int] = field(default_factory=dict)
-    version: int = 0  # incremented on every applied event
+    version: int = 0  # incremented on every change
+    seen: dict[str, int] = field(default_factory=dict)  # event_id digest -> event time
+    consent: dict[str, list] = field(default_factory=dict)  # purpose -> [granted, event time]
+    merged_from: list[str] = field(default_factory=list)  # profile ids absorbed by stitching
 
     def is_applied(self, source: str, offset: int) -> bool:
         last = self.positions.get(source)
         return last is not None and offset <= last
 
-    def apply(self, event: Event, source: str, offset: int) -> bool:
-        """Apply ``event`` read at ``offset`` of ``source``; False if already applied."""
-        if self.is_applied(source, offset):
-            return False
-        self.positions[source] = offset
+    def allows(self, purpose: str, policy: Policy = DEFAULT_POLICY) -> bool:
+        got = self.consent.get(purpose)
+        return policy.default_consent if got is None else bool(got[0])
+
+    def apply(self, event: Event, source: str, offset: int, policy: Policy = DEFAULT_POLICY) -> str:
+        """Apply ``event`` read at ``offset`` of ``source``; returns one of ``OUTCOMES``."""
+        digest = event_digest(event.event_id)
+        if digest in self.seen:
+            return REPLAYED if self.is_applied(source, offset) else DUPLICATE
+        if event.type == "consent_update":
+            self._set_consent(event, policy)
+        elif not self.allows("analytics", policy):
+            return SUPPRESSED
+        if self.allows("analytics", policy):
+            self._remember(digest, event.ts_ms, policy)
+        if offset > self.positions.get(source, -1):
+            self.positions[source] = offset
         self.version += 1
+        if event.type == "consent_update":
+            return APPLIED
+        self._apply_behaviour(event)
+        return APPLIED
+
+    def _remember(self, digest: str, ts: int, policy: Policy) -> None:
+        self.seen[digest] = ts
+        if len(self.seen) > policy.dedupe_max * 5 // 4:
+            self._prune_seen(policy)
+
+    def _prune_seen(self, policy: Policy) -> None:
+        """Keep the newest ``dedupe_max`` ids within the horizon of the newest one. The
+        kept set depends only on the ids seen, not on when pruning ran."""
+        newest = max(self.seen.values())
+        kept = sorted(((t, d) for d, t in self.seen.items() if t > newest - policy.dedupe_horizon_ms), reverse=True)
+        self.seen = {d: t for t, d in kept[: policy.dedupe_max]}
+
+    def _set_consent(self, event: Event, policy: Policy) -> None:
+        had_analytics = self.allows("analytics", policy)
+        for purpose, granted in event.consent:
+            current = self.consent.get(purpose)
+            if current is None or event.ts_ms >= current[1]:
+                self.consent[purpose] = [granted, event.ts_ms]
+        if had_analytics and not self.allows("analytics", policy):
+            self.clear_behaviour()
+
+    def clear_behaviour(self) -> None:
+        """Forget everything learnt from behaviour; consent and offsets stay."""
+        self.counts = {}
+        self.first_seen_ms = self.last_seen_ms = 0
+        self.total_spend = 0.0
+        self.orders = 0
+        self.cart_log = {}
+        self.categories = {}
+        self.last_device = self.last_channel = None
+        self.last_geo = None
+        self.seen = {}
+
+    def _apply_behaviour(self, event: Event) -> None:
         etype = event.type
         self.counts[etype] = self.counts.get(etype, 0) + 1
         ts = event.ts_ms
@@ -81,16 +172,60 @@ class Profile:
                 self._count_category(line.category, line.quantity if etype == "purchase" else 1)
         if etype == "add_to_cart":
             for line in event.items:
-                self._add_to_cart(line.item_id, line.quantity, line.price, line.category, ts)
+                self._cart_op(line.item_id, ts, line.quantity, line.price, line.category)
         elif etype == "remove_from_cart":
             for line in event.items:
-                self._remove_from_cart(line.item_id, line.quantity)
+                self._cart_op(line.item_id, ts, -line.quantity, None, line.category)
         elif etype == "purchase":
             self.orders += 1
             for line in event.items:
                 self.total_spend += line.price * line.quantity
-                self.cart.pop(line.item_id, None)
+                self._cart_bought(line.item_id, ts, line.price, line.category)
             self.total_spend = round(self.total_spend, 2)
+
+    def absorb(self, other: Profile, policy: Policy = DEFAULT_POLICY) -> bool:
+        """Merge ``other`` (the same person, stitched) into this profile.
+
+        Commutative and associative over disjoint histories: counts and spend add up,
+        first/last seen take min/max, carts and categories combine, remembered event ids
+        and offsets unite, and per consent purpose the later decision wins. Absorbing a
+        profile id twice changes nothing (``merged_from``).
+        """
+        if other.profile_id in self.merged_from or other.profile_id == self.profile_id:
+            return False
+        for etype, n in other.counts.items():
+            self.counts[etype] = self.counts.get(etype, 0) + n
+        if other.first_seen_ms and (not self.first_seen_ms or other.first_seen_ms < self.first_seen_ms):
+            self.first_seen_ms = other.first_seen_ms
+        if other.last_seen_ms > self.last_seen_ms:
+            self.last_seen_ms = other.last_seen_ms
+            self.last_device = other.last_device or self.last_device
+            self.last_channel = other.last_channel or self.last_channel
+            self.last_geo = other.last_geo or self.last_geo
+        self.total_spend = round(self.total_spend + other.total_spend, 2)
+        self.orders += other.orders
+        for item_id, line in other.cart_log.items():
+            self._cart_bought(item_id, line["since"])
+            self._cart_op(item_id, line["price_ms"], 0, line["price"], None)
+            self._cart_op(item_id, line.get("category_ms", 0), 0, None, line["category"])
+            for ts, delta in line["ops"]:
+                self._cart_op(item_id, ts, delta, None, None)
+        for category, n in other.categories.items():
+            self._count_category(category, n)
+        for digest, ts in other.seen.items():
+            self.seen.setdefault(digest, ts)
+        for source, offset in other.positions.items():
+            if offset > self.positions.get(source, -1):
+                self.positions[source] = offset
+        for purpose, (granted, ts) in other.consent.items():
+            current = self.consent.get(purpose)
+            if current is None or ts > current[1]:
+                self.consent[purpose] = [granted, ts]
+        if not self.allows("analytics", policy):
+            self.clear_behaviour()
+        merged = {other.profile_id, *other.merged_from, *self.merged_from}
+        self.merged_from = sorted(merged)[:MAX_MERGED_FROM]
+        self.version += other.version + 1
         return True
 
     def top_categories(self, n: int = 5) -> list[tuple[str, int]]:
@@ -104,26 +239,61 @@ class Profile:
             del cats[weakest]
         cats[category] = cats.get(category, 0) + weight
 
-    def _add_to_cart(self, item_id: str, qty: int, price: float, category: str | None, ts: int) -> None:
-        line = self.cart.get(item_id)
-        if line is None:
-            if len(self.cart) >= MAX_CART_LINES:
-                oldest = min(self.cart.items(), key=lambda kv: kv[1]["added_ms"])[0]
-                del self.cart[oldest]
-            self.cart[item_id] = {"qty": qty, "price": price, "category": category, "added_ms": ts}
-        else:
-            line["qty"] += qty
-            line["price"] = price or line["price"]
+    @property
+    def cart(self) -> dict[str, dict[str, Any]]:
+        """The current cart: item -> qty, price, category, added_ms (first add still in it)."""
+        view = {}
+        for item_id, line in self.cart_log.items():
+            qty = sum(delta for _ts, delta in line["ops"])
+            if qty > 0:
+                added = min(ts for ts, delta in line["ops"] if delta > 0)
+                view[item_id] = {"qty": qty, "price": line["price"], "category": line["category"], "added_ms": added}
+        return view
 
-    def _remove_from_cart(self, item_id: str, qty: int) -> None:
-        line = self.cart.get(item_id)
+    def _cart_line(self, item_id: str) -> dict[str, Any]:
+        line = self.cart_log.get(item_id)
         if line is None:
-            return
-        line["qty"] -= qty
-        if line["qty"] <= 0:
-            del self.cart[item_id]
+            if len(self.cart_log) >= MAX_CART_LINES:
+                # Drop the line with the oldest activity (ties: by id).
+                def last_activity(kv):
+                    return (max([ts for ts, _ in kv[1]["ops"]] + [kv[1]["since"]]), kv[0])
+                del self.cart_log[min(self.cart_log.items(), key=last_activity)[0]]
+            line = self.cart_log[item_id] = {"ops": [], "since": 0, "price": 0.0, "price_ms": 0,
+                                             "category": None, "category_ms": 0}
+        return line
+
+    def _cart_op(self, item_id: str, ts: int, delta: int, price: float | None, category: str | None,
+                 attr_ms: int | None = None) -> None:
+        line = self._cart_line(item_id)
+        # Price and category: the latest by event time wins (ties: the larger value), so
+        # they do not depend on arrival order either.
+        at = ts if attr_ms is None else attr_ms
+        if price and (at, price) > (line["price_ms"], line["price"]):
+            line["price"], line["price_ms"] = price, at
+        if category is not None and (at, category) > (line.get("category_ms", 0), line["category"] or ""):
+            line["category"], line["category_ms"] = category, at
+        if delta == 0 or ts <= line["since"]:
+            return  # no quantity change, or older than the last purchase of this item
+        line["ops"].append([ts, delta])
+        line["ops"].sort()
+        if len(line["ops"]) > MAX_CART_OPS:
+            # Fold the two oldest operations into one (keeps the sum).
+            (_t1, d1), (t2, d2) = line["ops"][:2]
+            line["ops"][:2] = [[t2, d1 + d2]]
+
+    def _cart_bought(self, item_id: str, ts: int, price: float | None = None, category: str | None = None) -> None:
+        line = self._cart_line(item_id)
+        self._cart_op(item_id, ts, 0, price, category)
+        if ts > line["since"]:
+            line["since"] = ts
+            line["ops"] = [op for op in line["ops"] if op[0] > ts]
 
     # -- stored form ---------------------------------------------------------------
+    def compact(self, policy: Policy = DEFAULT_POLICY) -> None:
+        """Bring bounded parts to their exact bounds before storing (deterministic)."""
+        if len(self.seen) > policy.dedupe_max:
+            self._prune_seen(policy)
+
     def to_record(self) -> dict[str, Any]:
         return {
             "v": RECORD_VERSION,
@@ -133,13 +303,16 @@ class Profile:
             "last_seen_ms": self.last_seen_ms,
             "total_spend": self.total_spend,
             "orders": self.orders,
-            "cart": self.cart,
+            "cart_log": self.cart_log,
             "categories": self.categories,
             "last_device": self.last_device,
             "last_channel": self.last_channel,
             "last_geo": self.last_geo,
             "positions": self.positions,
             "version": self.version,
+            "seen": self.seen,
+            "consent": self.consent,
+            "merged_from": self.merged_from,
         }
 
     @classmethod
@@ -154,13 +327,16 @@ class Profile:
                 last_seen_ms=rec["last_seen_ms"],
                 total_spend=rec["total_spend"],
                 orders=rec["orders"],
-                cart=rec["cart"],
+                cart_log=rec["cart_log"],
                 categories=rec["categories"],
                 last_device=rec["last_device"],
                 last_channel=rec["last_channel"],
                 last_geo=rec["last_geo"],
                 positions=rec["positions"],
                 version=rec["version"],
+                seen=rec["seen"],
+                consent=rec["consent"],
+                merged_from=rec["merged_from"],
             )
         except KeyError as exc:
             raise ProfileRecordError(f"profile record lacks field {exc.args[0]!r}") from exc

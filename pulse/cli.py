@@ -5,6 +5,8 @@
     pulse serve                 the gRPC server over the flow's RocksDB (a secondary reader)
     pulse produce-sample        write the synthetic clickstream to the Kafka events topic
     pulse get-profile USER      call GetProfile on a running server and print the answer
+    pulse erase USER            ask the flow to erase a user's profile and aliases (via Kafka)
+    pulse export USER           print everything stored about a user as JSON
     pulse config                print the effective configuration
 
 Every command takes ``--config FILE`` (TOML); ``PULSE_*`` environment variables override it.
@@ -42,9 +44,10 @@ def _start_metrics(host: str, port: int) -> int:
 
 
 def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
-    from flows.runtime import ensure_topics, kafka_flow, run_flow
+    from flows.runtime import ensure_topics, flow_settings, kafka_flow, run_flow
     from state.store import RocksStore
 
+    flow_settings(cfg)  # fail before touching Kafka or the store if a setting is missing
     ensure_topics(cfg)
     store = RocksStore(cfg.store_dir)
     port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
@@ -61,8 +64,8 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
 def _summary() -> str:
     from flows import metrics as m
 
-    return (f"applied={m.APPLIED._value.get():.0f} replayed={m.REPLAYED._value.get():.0f} "
-            f"invalid={m.INVALID._value.get():.0f}")
+    counts = {name: child._value.get() for name, child in (*m.OUTCOME.items(), ("invalid", m.INVALID))}
+    return " ".join(f"{name}={n:.0f}" for name, n in counts.items())
 
 
 def cmd_serve(cfg: PulseConfig, args: argparse.Namespace) -> int:
@@ -80,7 +83,8 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
     store = RocksStore(cfg.store_dir)
     reader = RocksReader(cfg.store_dir, Path(cfg.state.dir) / "readers" / f"demo-{os.getpid()}")
     server, grpc_port = create_server(cfg.serving.grpc_address, reader, max_workers=cfg.serving.max_workers,
-                                      catch_up_interval_ms=cfg.serving.catch_up_interval_ms)
+                                      catch_up_interval_ms=cfg.serving.catch_up_interval_ms,
+                                      default_consent=cfg.privacy.default_consent == "opt-out")
     server.start()
     metrics_port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
     host = cfg.serving.grpc_address.rsplit(":", 1)[0]
@@ -163,6 +167,92 @@ def cmd_get_profile(cfg: PulseConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    import shutil
+
+    from flows.runtime import ensure_topics
+    from serving.auth import new_request_id
+    from serving.control import ControlPublisher
+    from serving.errors import ControlUnavailable, InvalidArgument
+    from serving.lookup import check_request_id, check_user_id, typed_alias
+    from state.export import resolve
+    from state.store import RocksReader, StoreNotReady
+
+    try:
+        check_user_id(args.user, "USER")
+        if args.request_id is not None:
+            check_request_id(args.request_id, "--request-id")
+    except InvalidArgument as exc:
+        print(f"pulse: {exc.message}", file=sys.stderr)
+        return 2
+    if args.wait is not None and args.wait < 0:
+        print(f"pulse: --wait must be >= 0 seconds, got {args.wait:g}", file=sys.stderr)
+        return 2
+    k = cfg.kafka
+    alias = typed_alias(args.user)
+    request_id = args.request_id or new_request_id()
+    ensure_topics(cfg)
+    publisher = ControlPublisher(k.bootstrap_servers, k.control_topic, k.producer)
+    try:
+        publisher.erase(alias, request_id)
+    except ControlUnavailable as exc:
+        print(f"pulse: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        publisher.close()
+    print(f"erase request {request_id} for {alias} published to {k.control_topic}", flush=True)
+    if args.wait is None:
+        return 0
+    secondary = Path(cfg.state.dir) / "readers" / f"erase-{os.getpid()}"
+    reader = RocksReader(cfg.store_dir, secondary)
+    deadline = time.monotonic() + args.wait
+    try:
+        while True:
+            reader.catch_up()
+            try:
+                if resolve(reader, args.user) is None:
+                    print(f"erased: {alias} is no longer in {cfg.store_dir}")
+                    return 0
+            except StoreNotReady:
+                pass  # no store yet: `pulse run` has not started here
+            if time.monotonic() >= deadline:
+                print(f"pulse: {alias} is still in {cfg.store_dir} after {args.wait:g}s (is `pulse run` running?); "
+                      f"request {request_id} stays on {k.control_topic} and runs when the flow reads it",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+    finally:
+        reader.close()
+        shutil.rmtree(secondary, ignore_errors=True)
+
+
+def cmd_export(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    import shutil
+
+    from serving.errors import InvalidArgument
+    from serving.lookup import check_user_id
+    from state.export import export_user
+    from state.store import RocksReader
+
+    try:
+        check_user_id(args.user, "USER")
+    except InvalidArgument as exc:
+        print(f"pulse: {exc.message}", file=sys.stderr)
+        return 2
+    secondary = Path(cfg.state.dir) / "readers" / f"export-{os.getpid()}"
+    reader = RocksReader(cfg.store_dir, secondary)
+    try:
+        document = export_user(reader, args.user)
+    finally:
+        reader.close()
+        shutil.rmtree(secondary, ignore_errors=True)
+    if document is None:
+        print(f"pulse: nothing stored for {args.user!r} in {cfg.store_dir}", file=sys.stderr)
+        return 2
+    print(json.dumps(document, indent=2))
+    return 0
+
+
 def cmd_config(cfg: PulseConfig, args: argparse.Namespace) -> int:
     print(json.dumps(dataclasses.asdict(cfg), indent=2, default=dict))
     return 0
@@ -189,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="host:port (default: serving.grpc_address)")
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_get_profile)
+    p = sub.add_parser("erase", help="ask the flow to erase a user's profile and all its aliases (GDPR/CCPA)")
+    p.add_argument("user", metavar="USER", help="a user id, or a typed alias (anon:..., device:..., email:<hash>)")
+    p.add_argument("--request-id", default=None, help="id recorded with the erasure (default: a new UUID)")
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="wait up to this long for the flow to execute it (exit 1 if it has not)")
+    p.set_defaults(func=cmd_erase)
+    p = sub.add_parser("export", help="print everything stored about a user as JSON (GDPR/CCPA access)")
+    p.add_argument("user", metavar="USER", help="a user id, or a typed alias (anon:..., device:..., email:<hash>)")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("config", help="print the effective configuration")
     p.set_defaults(func=cmd_config)
     return parser
@@ -207,10 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear one-line reason for known startup failures
-        from flows.runtime import TopicError
+        from flows.runtime import ConfigurationMissing, TopicError
         from state.store import StoreError
 
-        if isinstance(exc, (TopicError, StoreError)):
+        if isinstance(exc, (TopicError, StoreError, ConfigurationMissing)):
             print(f"pulse: {exc}", file=sys.stderr)
             return 1
         raise

@@ -29,6 +29,8 @@ class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     events_topic: str = "pulse.events"
     dlq_topic: str = "pulse.dlq"
+    control_topic: str = "pulse.control"  # erase requests (admin RPC, `pulse erase`)
+    erasures_topic: str = "pulse.erasures"  # compacted: one record per erased person
     batch_size: int = 1000
     # `pulse run` creates missing topics with this many partitions (false: fail instead).
     create_topics: bool = True
@@ -40,7 +42,23 @@ class KafkaConfig:
 @dataclass(frozen=True)
 class StateConfig:
     dir: str = "./pulse-data"
-    idle_evict_seconds: float = 60.0
+    cache_profiles: int = 100_000  # profiles (and 2x identity links) kept in processor memory
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    # Keyed hash secret for emails and phone numbers. `pulse run` refuses to start
+    # without one; `pulse demo` uses a fixed demo secret when it is empty.
+    pii_secret: str = ""
+    default_consent: str = "opt-out"  # "opt-out": granted until withdrawn; "opt-in": denied until granted
+    dedupe_horizon_hours: float = 24.0
+    dedupe_max_ids: int = 1000
+    max_future_skew_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    max_aliases: int = 50
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,8 @@ class ServingConfig:
     metrics_port: int = 9465
     max_workers: int = 8
     catch_up_interval_ms: int = 20
+    # Admin RPCs (erase, export) need this key in the `x-api-key` metadata; empty disables them.
+    admin_api_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,8 @@ class PulseConfig:
     serving: ServingConfig = field(default_factory=ServingConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
 
     @property
     def store_dir(self) -> Path:
@@ -101,6 +123,8 @@ _SECTION_TYPES = {
     "serving": ServingConfig,
     "generator": GeneratorConfig,
     "log": LogConfig,
+    "privacy": PrivacyConfig,
+    "identity": IdentityConfig,
 }
 _TABLE_FIELDS = {("kafka", "consumer"), ("kafka", "producer")}
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
@@ -173,7 +197,13 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("processor", "epoch_interval_ms", cfg.processor.epoch_interval_ms >= 10, "must be at least 10"),
         ("kafka", "batch_size", 1 <= cfg.kafka.batch_size <= 100_000, "must be in 1..100000"),
         ("kafka", "topic_partitions", cfg.kafka.topic_partitions >= 1, "must be at least 1"),
-        ("state", "idle_evict_seconds", cfg.state.idle_evict_seconds > 0, "must be positive"),
+        ("state", "cache_profiles", cfg.state.cache_profiles >= 100, "must be at least 100"),
+        ("privacy", "default_consent", cfg.privacy.default_consent in ("opt-in", "opt-out"),
+         "must be \"opt-in\" or \"opt-out\""),
+        ("privacy", "dedupe_horizon_hours", cfg.privacy.dedupe_horizon_hours > 0, "must be positive"),
+        ("privacy", "dedupe_max_ids", cfg.privacy.dedupe_max_ids >= 10, "must be at least 10"),
+        ("privacy", "max_future_skew_seconds", cfg.privacy.max_future_skew_seconds >= 0, "must be >= 0"),
+        ("identity", "max_aliases", cfg.identity.max_aliases >= 2, "must be at least 2"),
         ("serving", "max_workers", cfg.serving.max_workers >= 1, "must be at least 1"),
         ("serving", "catch_up_interval_ms", cfg.serving.catch_up_interval_ms >= 1, "must be at least 1"),
         ("serving", "grpc_address", ":" in cfg.serving.grpc_address, "must be host:port"),

@@ -50,6 +50,26 @@ class StoreUnavailable(ServingError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ControlUnavailable(ServingError):
+    """Kafka did not take an erase request (unreachable, topic missing, no ack in time)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(ServingError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServingError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class FailedPrecondition(ServingError):
+    """The server's setup cannot do this (e.g. erase without Kafka)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 def _short_name(full_method: str) -> str:
     """``/pulse.v1.Pulse/GetProfile`` -> ``GetProfile`` (the metrics label)."""
     return full_method.rsplit("/", 1)[-1]

@@ -87,3 +87,9 @@ def start_metrics_endpoint(host: str, port: int) -> MetricsEndpoint:
     except OSError as exc:
         raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
     return MetricsEndpoint(host=host, port=server.server_address[1], _server=server, _thread=thread)
+
+
+# --- operations (issue 8) ---------------------------------------------------------------
+# pulse_build_info is shared with flows.metrics (one process may export both): declared
+# once in pulse.buildinfo, imported here so every server exports it.
+from pulse.buildinfo import BUILD_INFO  # noqa: E402,F401

@@ -1,4 +1,7 @@
-"""The Pulse gRPC server: a thin servicer over a profile reader, plus health and reflection.
+"""The Pulse gRPC server: thin servicers over a profile reader, plus health and reflection.
+
+Services: ``pulse.v1.Pulse`` (GetProfile) and ``pulse.v1.Admin`` (EraseUser, ExportUser;
+API key in the ``x-api-key`` metadata, see ``serving.auth``).
 
 ``create_server(address, reader)`` builds a server that is not started yet (tests bind
 port 0); ``serve(config)`` is the process entry point behind ``pulse serve``.
@@ -24,47 +27,57 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from operators.profile import DEFAULT_POLICY, Policy
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 from pulse.config import PulseConfig
-from serving.errors import InvalidArgument, StatusInterceptor, StoreUnavailable, UnknownProfile
+from serving.admin import ADMIN_SERVICE_NAME, AdminServicer
+from serving.auth import AdminInterceptor
+from serving.control import ControlPublisher
+from serving.errors import StatusInterceptor, UnknownProfile
+from serving.lookup import check_user_id, read_store
 from serving.metrics import STORE_CATCH_UP, STORE_READY, start_metrics_endpoint
 from serving.profiles import write_profile
-from state.store import ProfileReader, RocksReader, StoreNotReady
+from state.export import resolve
+from state.store import ProfileReader, RocksReader
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pulse_pb2.DESCRIPTOR.services_by_name["Pulse"].full_name  # "pulse.v1.Pulse"
-MAX_USER_ID_CHARS = 128
+SERVICE_NAMES = (SERVICE_NAME, ADMIN_SERVICE_NAME)
 DEFAULT_GRACE_SECONDS = 5.0
-
-
-def _check_user_id(user_id: str) -> None:
-    if not user_id or user_id.isspace():
-        raise InvalidArgument("user_id is required")
-    if len(user_id) > MAX_USER_ID_CHARS:
-        raise InvalidArgument(f"user_id is {len(user_id)} characters long; the limit is {MAX_USER_ID_CHARS}")
 
 
 class PulseServicer(pulse_pb2_grpc.PulseServicer):
     """Validates, reads, converts. Errors are raised as ``ServingError``s (see ``errors``)."""
 
-    def __init__(self, reader: ProfileReader) -> None:
+    def __init__(self, reader: ProfileReader, policy: Policy = DEFAULT_POLICY) -> None:
         self._reader = reader
+        self._policy = policy
 
     def GetProfile(self, request: pulse_pb2.GetProfileRequest, context: grpc.ServicerContext):
         user_id = request.user_id
-        _check_user_id(user_id)
-        try:
-            profile = self._reader.get(user_id)
-        except StoreNotReady as exc:
-            raise StoreUnavailable(
-                "the profile store is not ready yet (the processor has not created it); retry later"
-            ) from exc
-        if profile is None:
+        check_user_id(user_id)
+        response = read_store(lambda: self._read(user_id))
+        if response is None:
             raise UnknownProfile(user_id)
-        response = pulse_pb2.GetProfileResponse()
-        write_profile(response.profile, profile)
         return response
+
+    def _read(self, user_id: str) -> pulse_pb2.GetProfileResponse | None:
+        reader = self._reader
+        # Alias, profile and members are separate reads: a catch-up in between may land
+        # a merge (the profile moved to another id), so resolve again once.
+        for _attempt in range(2):
+            profile_id = resolve(reader, user_id)
+            if profile_id is None:
+                return None
+            profile = reader.get(profile_id)
+            if profile is None:
+                continue
+            response = pulse_pb2.GetProfileResponse()
+            write_profile(response.profile, profile, aliases=reader.members_of(profile_id) or (profile_id,),
+                          policy=self._policy)
+            return response
+        return None
 
 
 class _CatchUp:
@@ -88,7 +101,7 @@ class _CatchUp:
         if ready != self._ready:
             self._ready = ready
             status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
-            for name in ("", SERVICE_NAME):
+            for name in ("", *SERVICE_NAMES):
                 self._health.set(name, status)
             STORE_READY.set(1 if ready else 0)
             if ready:
@@ -168,31 +181,40 @@ def create_server(
     *,
     max_workers: int = 8,
     catch_up_interval_ms: int = 20,
+    control: ControlPublisher | None = None,
+    default_consent: bool = True,
+    admin_api_key: str = "",
 ) -> tuple[PulseServer, int]:
     """Build (not start) a server for ``reader`` bound to ``address`` only; returns it and its port.
 
     ``address`` is ``host:port``; port 0 picks a free port. Health reports NOT_SERVING
-    until the reader has opened the store.
+    until the reader has opened the store. ``default_consent`` is the consent regime
+    for purposes a user never decided on (True: opt-out). Admin RPCs need
+    ``admin_api_key`` (empty: disabled); EraseUser needs ``control`` (None: no Kafka,
+    FAILED_PRECONDITION). The caller owns ``control`` and closes it after the server.
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, got {max_workers}")
     if catch_up_interval_ms < 1:
         raise ValueError(f"catch_up_interval_ms must be at least 1, got {catch_up_interval_ms}")
-    streaming = [m.name for m in pulse_pb2.DESCRIPTOR.services_by_name["Pulse"].methods
-                 if m.client_streaming or m.server_streaming]
-    if streaming:  # StatusInterceptor wraps unary RPCs only
-        raise NotImplementedError(f"{SERVICE_NAME}: streaming RPCs {streaming} need a wrapper in serving.errors")
+    streaming = [f"{service.name}.{m.name}" for service in pulse_pb2.DESCRIPTOR.services_by_name.values()
+                 for m in service.methods if m.client_streaming or m.server_streaming]
+    if streaming:  # StatusInterceptor and AdminInterceptor wrap unary RPCs only
+        raise NotImplementedError(f"streaming RPCs {streaming} need wrappers in serving.errors and serving.auth")
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pulse-grpc"),
-        interceptors=[StatusInterceptor()],
+        # Order matters: StatusInterceptor wraps what AdminInterceptor returns, so auth
+        # failures become status codes and metrics like any other error.
+        interceptors=[StatusInterceptor(), AdminInterceptor(admin_api_key)],
         # Fail loudly if the port is taken instead of silently sharing it (Linux default).
         options=[("grpc.so_reuseport", 0)],
     )
-    pulse_pb2_grpc.add_PulseServicer_to_server(PulseServicer(reader), server)
+    pulse_pb2_grpc.add_PulseServicer_to_server(PulseServicer(reader, Policy(default_consent=default_consent)), server)
+    pulse_pb2_grpc.add_AdminServicer_to_server(AdminServicer(reader, control), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:
@@ -242,17 +264,23 @@ def serve(
 def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grace: float,
                  stop: threading.Event) -> None:
     sc = config.serving
+    k = config.kafka
+    # The producer connects on the first erase only; without an admin key nothing can erase.
+    control = ControlPublisher(k.bootstrap_servers, k.control_topic, k.producer) if sc.admin_api_key else None
     reader = RocksReader(config.store_dir, secondary)
     try:
         metrics = start_metrics_endpoint(sc.metrics_host, sc.metrics_port)
         try:
             server, port = create_server(sc.grpc_address, reader, max_workers=sc.max_workers,
-                                         catch_up_interval_ms=sc.catch_up_interval_ms)
+                                         catch_up_interval_ms=sc.catch_up_interval_ms, control=control,
+                                         default_consent=config.privacy.default_consent == "opt-out",
+                                         admin_api_key=sc.admin_api_key)
             server.start()
             address = _bound_address(sc.grpc_address, port)
             if not reader.ready:
                 log.info("waiting for the processor to create the profile store at %s", config.store_dir)
-            log.info("serving %s on %s (store %s); metrics on %s", SERVICE_NAME, address, config.store_dir, metrics.url)
+            log.info("serving %s on %s (store %s); metrics on %s; admin RPCs %s", SERVICE_NAME, address,
+                     config.store_dir, metrics.url, "enabled" if sc.admin_api_key else "disabled")
             print(f"pulse serving {SERVICE_NAME} on {address}; metrics on {metrics.url}", flush=True)
             try:
                 while not stop.wait(1.0):
@@ -263,6 +291,8 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
         finally:
             metrics.stop()
     finally:
+        if control is not None:
+            control.close()
         reader.close()
         if own_secondary:
             shutil.rmtree(secondary, ignore_errors=True)

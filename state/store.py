@@ -2,26 +2,41 @@
 
 Two implementations share one contract (``tests/state/test_store_contract.py``):
 ``MemoryStore`` for unit tests and ``RocksStore`` (rocksdict) for everything real.
-Column families: ``profiles`` (profile id -> profile record) and ``meta``.
+Column families: ``profiles`` (profile id -> profile record), ``identity``
+(``a<alias>`` -> profile id, ``m<profile id>`` -> JSON list of its aliases) and ``meta``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
+import orjson
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from operators.profile import Profile
 from state.codec import decode_profile, encode_profile, profile_key
 
 PROFILES_CF = "profiles"
+IDENTITY_CF = "identity"
 META_CF = "meta"
-COLUMN_FAMILIES = (PROFILES_CF, META_CF)
-STORE_FORMAT = b"pulse-store-v1"
+COLUMN_FAMILIES = (PROFILES_CF, IDENTITY_CF, META_CF)
+STORE_FORMAT = b"pulse-store-v2"
+
+
+def alias_key(alias: str) -> bytes:
+    return b"a" + alias.encode("utf-8")
+
+
+def members_key(profile_id: str) -> bytes:
+    return b"m" + profile_id.encode("utf-8")
+
+
+def encode_members(aliases) -> bytes:
+    return orjson.dumps(list(aliases))
 
 
 class StoreError(RuntimeError):
@@ -34,41 +49,82 @@ class StoreNotReady(StoreError):
 
 class ProfileStore(Protocol):
     def get(self, profile_id: str) -> Profile | None: ...
-    def write_encoded(self, records: Iterable[tuple[str, bytes]]) -> None: ...
+    def profile_of(self, alias: str) -> str | None: ...
+    def members_of(self, profile_id: str) -> tuple[str, ...] | None: ...
+    def apply(self, profiles: Mapping[str, bytes | None], aliases: Mapping[str, str | None] = ...,
+              members: Mapping[str, bytes | None] = ...) -> None: ...
     def write(self, profiles: Iterable[Profile]) -> None: ...
     def close(self) -> None: ...
 
 
 class ProfileReader(Protocol):
     def get(self, profile_id: str) -> Profile | None: ...
-    def catch_up(self) -> None: ...
+    def profile_of(self, alias: str) -> str | None: ...
+    def members_of(self, profile_id: str) -> tuple[str, ...] | None: ...
+    def catch_up(self) -> bool: ...
     def close(self) -> None: ...
 
 
-class MemoryStore:
+class _Lookups:
+    """Reads shared by every implementation, over ``_raw(cf, key)``."""
+
+    def _raw(self, cf: str, key: bytes) -> bytes | None:
+        raise NotImplementedError
+
+    def get(self, profile_id: str) -> Profile | None:
+        raw = self._raw(PROFILES_CF, profile_key(profile_id))
+        return None if raw is None else decode_profile(raw)
+
+    def profile_of(self, alias: str) -> str | None:
+        raw = self._raw(IDENTITY_CF, alias_key(alias))
+        return None if raw is None else raw.decode("utf-8")
+
+    def members_of(self, profile_id: str) -> tuple[str, ...] | None:
+        raw = self._raw(IDENTITY_CF, members_key(profile_id))
+        return None if raw is None else tuple(orjson.loads(raw))
+
+    def write(self, profiles: Iterable[Profile]) -> None:
+        self.apply({p.profile_id: encode_profile(p) for p in profiles})
+
+
+def _batch_items(profiles, aliases, members):
+    """(column family, key, value or None) for every change, in a stable order."""
+    for pid, raw in profiles.items():
+        yield PROFILES_CF, profile_key(pid), raw
+    for alias, pid in aliases.items():
+        yield IDENTITY_CF, alias_key(alias), None if pid is None else pid.encode("utf-8")
+    for pid, raw in members.items():
+        yield IDENTITY_CF, members_key(pid), raw
+
+
+class MemoryStore(_Lookups):
     """In-memory store with the same contract (keeps encoded bytes, like the real one)."""
 
     def __init__(self) -> None:
-        self._data: dict[bytes, bytes] = {}
+        self._data: dict[str, dict[bytes, bytes]] = {cf: {} for cf in COLUMN_FAMILIES}
         self._lock = threading.Lock()
 
-    def get(self, profile_id: str) -> Profile | None:
-        raw = self._data.get(profile_key(profile_id))
-        return None if raw is None else decode_profile(raw)
+    def _raw(self, cf: str, key: bytes) -> bytes | None:
+        return self._data[cf].get(key)
 
-    def write_encoded(self, records: Iterable[tuple[str, bytes]]) -> None:
-        encoded = [(profile_key(pid), raw) for pid, raw in records]
+    def apply(self, profiles, aliases=None, members=None) -> None:
         with self._lock:
-            self._data.update(encoded)
+            for cf, key, value in _batch_items(profiles, aliases or {}, members or {}):
+                if value is None:
+                    self._data[cf].pop(key, None)
+                else:
+                    self._data[cf][key] = value
 
-    def write(self, profiles: Iterable[Profile]) -> None:
-        self.write_encoded((p.profile_id, encode_profile(p)) for p in profiles)
-
-    def catch_up(self) -> None:
-        return None
+    def catch_up(self) -> bool:
+        return False
 
     def count(self) -> int:
-        return len(self._data)
+        return len(self._data[PROFILES_CF])
+
+    def dump(self) -> Iterator[tuple[str, bytes, bytes]]:
+        for cf, data in self._data.items():
+            for key, value in data.items():
+                yield cf, key, value
 
     def close(self) -> None:
         return None
@@ -85,7 +141,7 @@ def _cf_options() -> dict[str, Options]:
     return {name: Options(raw_mode=True) for name in COLUMN_FAMILIES}
 
 
-class RocksStore:
+class RocksStore(_Lookups):
     """The primary (read-write) store. Exactly one process opens it this way."""
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -99,29 +155,35 @@ class RocksStore:
                 "uses this directory, stop it; if the directory is damaged, restore it from "
                 "a backup or rebuild it with a replay into an empty directory."
             ) from exc
-        self._profiles = self._db.get_column_family_handle(PROFILES_CF)
-        self._meta = self._db.get_column_family(META_CF)
+        self._handles = {cf: self._db.get_column_family_handle(cf) for cf in COLUMN_FAMILIES}
+        self._cfs = {cf: self._db.get_column_family(cf) for cf in COLUMN_FAMILIES}
+        self._meta = self._cfs[META_CF]
         fmt = self._meta.get(b"format")
         if fmt is None:
             self._meta[b"format"] = STORE_FORMAT
         elif fmt != STORE_FORMAT:
             raise StoreError(f"{self.path} holds store format {fmt!r}, this Pulse reads {STORE_FORMAT!r}")
-        self._profiles_db = self._db.get_column_family(PROFILES_CF)
+        self._profiles_db = self._cfs[PROFILES_CF]
 
-    def get(self, profile_id: str) -> Profile | None:
-        raw = self._profiles_db.get(profile_key(profile_id))
-        return None if raw is None else decode_profile(raw)
+    def _raw(self, cf: str, key: bytes) -> bytes | None:
+        return self._cfs[cf].get(key)
 
-    def write_encoded(self, records: Iterable[tuple[str, bytes]]) -> None:
-        """Write encoded profile records atomically, in one WriteBatch."""
+    def apply(self, profiles, aliases=None, members=None) -> None:
+        """Write every change (``None`` deletes) atomically, in one WriteBatch."""
         wb = WriteBatch(raw_mode=True)
-        for pid, raw in records:
-            wb.put(profile_key(pid), raw, self._profiles)
+        for cf, key, value in _batch_items(profiles, aliases or {}, members or {}):
+            if value is None:
+                wb.delete(key, self._handles[cf])
+            else:
+                wb.put(key, value, self._handles[cf])
         if len(wb):
             self._db.write(wb)
 
-    def write(self, profiles: Iterable[Profile]) -> None:
-        self.write_encoded((p.profile_id, encode_profile(p)) for p in profiles)
+    def dump(self) -> Iterator[tuple[str, bytes, bytes]]:
+        """Every (column family, key, value) in the store: for audits and tests."""
+        for cf in COLUMN_FAMILIES:
+            for key, value in self._cfs[cf].items():
+                yield cf, key, value
 
     def iter_profiles(self) -> Iterator[Profile]:
         for _key, raw in self._profiles_db.items():
@@ -139,13 +201,15 @@ class RocksStore:
         # RocksDB's lock is released only when every handle is gone, so drop them all.
         if self._db is None:
             return
-        self._meta.close()
-        self._profiles_db.close()
+        for cf in self._cfs.values():
+            cf.close()
         self._db.close()
-        self._db = self._meta = self._profiles = self._profiles_db = None
+        self._db = self._meta = self._profiles_db = None
+        self._cfs = {}
+        self._handles = {}
 
 
-class RocksReader:
+class RocksReader(_Lookups):
     """A secondary instance over the writer's directory; ``catch_up`` pulls new writes.
 
     Opening waits for the writer: until the store exists, ``get`` raises
@@ -157,6 +221,7 @@ class RocksReader:
         self.secondary_dir = Path(secondary_dir)
         self._db: Rdict | None = None
         self._profiles_db: Rdict | None = None
+        self._cfs: dict[str, Rdict] = {}
         self._seen_files: tuple = ()
         self._lock = threading.Lock()
         self._try_open()
@@ -180,7 +245,8 @@ class RocksReader:
         except Exception as exc:
             raise StoreError(f"cannot open the state store at {self.path} as a reader: {exc}") from exc
         self._db = db
-        self._profiles_db = db.get_column_family(PROFILES_CF)
+        self._cfs = {cf: db.get_column_family(cf) for cf in COLUMN_FAMILIES}
+        self._profiles_db = self._cfs[PROFILES_CF]
         return True
 
     def _primary_files(self) -> tuple:
@@ -206,16 +272,19 @@ class RocksReader:
             self._seen_files = files
             return True
 
-    def get(self, profile_id: str) -> Profile | None:
-        db = self._profiles_db
-        if db is None:
+    def _raw(self, cf: str, key: bytes) -> bytes | None:
+        if self._profiles_db is None:
             raise StoreNotReady(f"no Pulse store at {self.path} yet: is 'pulse run' running?")
-        raw = db.get(profile_key(profile_id))
-        return None if raw is None else decode_profile(raw)
+        return self._cfs[cf].get(key)
+
+    def apply(self, *args, **kwargs) -> None:
+        raise StoreError("a reader cannot write")
 
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
-                self._profiles_db.close()
+                for cf in self._cfs.values():
+                    cf.close()
                 self._db.close()
                 self._db = self._profiles_db = None
+                self._cfs = {}

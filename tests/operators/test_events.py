@@ -27,7 +27,7 @@ def ev(**fields):
         (ev(type=...), "missing_field", "'type' is required"),
         (ev(type="teleport"), "unknown_type", "'teleport'"),
         (ev(type=3), "unknown_type", "JSON type int"),
-        (ev(user_id=...), "missing_field", "one of 'user_id' or 'anonymous_id'"),
+        (ev(user_id=...), "missing_field", "one of 'user_id', 'anonymous_id', 'device_id' or 'email'"),
         (ev(user_id="x" * 129), "bad_field", "longer than 128"),
         (ev(timestamp=...), "missing_field", "'timestamp' is required"),
         (ev(timestamp="2026-11-27T10:00:00"), "bad_timestamp", "no UTC offset"),
@@ -66,7 +66,7 @@ def test_valid_purchase_is_normalized():
              unknown_field="ignored")
     e = parse_event(raw, now_ms=NOW)
     assert isinstance(e, Event)
-    assert e.profile_key == "a1" and e.user_id is None
+    assert e.profile_key == "anon:a1" and e.user_id is None
     assert e.ts_ms == 1_795_770_000_000  # 09:00Z
     assert [(i.item_id, i.price, i.quantity) for i in e.items] == [("sku-1", 100.0, 2), ("sku-2", 5.5, 1)]
     assert e.context.geo.city == "Lyon" and e.context.channel == "app"
@@ -81,4 +81,5 @@ def test_iso_and_epoch_timestamps_agree():
 
 def test_user_id_wins_over_anonymous_id_as_profile_key():
     e = parse_event(ev(type="login", anonymous_id="anon-1"))
-    assert e.profile_key == "u1" and e.anonymous_id == "anon-1"
+    assert e.profile_key == "user:u1" and e.anonymous_id == "anon-1"
+    assert e.aliases == ("user:u1", "anon:anon-1")

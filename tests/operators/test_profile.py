@@ -5,13 +5,14 @@ from __future__ import annotations
 import orjson
 
 from operators.events import parse_event
-from operators.profile import MAX_CART_LINES, MAX_CATEGORIES, Profile
+from operators.profile import (APPLIED, DUPLICATE, MAX_CART_LINES, MAX_CATEGORIES, REPLAYED, SUPPRESSED,
+                               Policy, Profile)
 
 T0 = 1_795_800_000_000
 
 
-def event(i, type_, **fields):
-    doc = {"event_id": f"e{i}", "type": type_, "user_id": "u1", "timestamp": T0 + i, **fields}
+def event(i, type_, event_id=None, **fields):
+    doc = {"event_id": event_id or f"e{i}-{type_}", "type": type_, "user_id": "u1", "timestamp": T0 + i, **fields}
     return parse_event(orjson.dumps(doc))
 
 
@@ -47,13 +48,94 @@ def test_late_event_counts_but_does_not_rewind_last_seen_or_context():
     assert p.last_device == "desktop"
 
 
-def test_offsets_are_tracked_per_source():
+def test_same_event_id_is_applied_once_and_labelled_replay_or_duplicate():
     p = Profile("u1")
     e = event(0, "page_view")
-    assert p.apply(e, "events/0", 5)
-    assert not p.apply(e, "events/0", 5) and not p.apply(e, "events/0", 4)
-    assert p.apply(e, "events/1", 0)
+    assert p.apply(e, "events/0", 5) == APPLIED
+    assert p.apply(e, "events/0", 5) == REPLAYED  # re-read at an offset already applied
+    assert p.apply(e, "events/1", 0) == DUPLICATE  # sent again by a producer
+    # Near-duplicates (same content, another event_id) are distinct events.
+    assert p.apply(event(0, "page_view", event_id="e0-again"), "events/1", 1) == APPLIED
     assert p.counts["page_view"] == 2
+
+
+def test_dedupe_memory_is_bounded_by_count_and_horizon():
+    policy = Policy(dedupe_max=100, dedupe_horizon_ms=50_000)
+    p = Profile("u1")
+    for i in range(1000):
+        p.apply(event(i * 100, "page_view"), "events/0", i, policy)
+        assert len(p.seen) <= 125
+    p.compact(policy)
+    assert len(p.seen) <= 100
+    assert min(p.seen.values()) > T0 + 999 * 100 - 50_000
+
+
+def test_consent_gates_behaviour_and_withdrawal_clears_it():
+    p = Profile("u1")
+    p.apply(event(1, "page_view"), "events/0", 1)
+    p.apply(event(2, "consent_update", consent={"analytics": False}), "events/0", 2)
+    assert p.counts == {} and not p.allows("analytics") and p.allows("personalization")
+    assert p.apply(event(3, "page_view"), "events/0", 3) == SUPPRESSED
+    assert p.counts == {} and p.seen == {}
+    # An older decision arriving late does not override a newer one.
+    p.apply(event(0, "consent_update", consent={"analytics": True}), "events/0", 4)
+    assert not p.allows("analytics")
+    p.apply(event(5, "consent_update", consent={"analytics": True}), "events/0", 5)
+    assert p.apply(event(6, "page_view"), "events/0", 6) == APPLIED
+    assert p.counts == {"page_view": 1}
+
+
+def test_opt_in_regime_stores_nothing_until_consent():
+    opt_in = Policy(default_consent=False)
+    p = Profile("u1")
+    assert p.apply(event(1, "page_view"), "events/0", 1, opt_in) == SUPPRESSED
+    p.apply(event(2, "consent_update", consent={"analytics": True}), "events/0", 2, opt_in)
+    assert p.apply(event(3, "page_view"), "events/0", 3, opt_in) == APPLIED
+    assert p.counts == {"page_view": 1} and not p.allows("personalization", opt_in)
+
+
+def split_and_merge(events, cut):
+    """Events before ``cut`` on an anonymous profile, the rest on the user's, then merged."""
+    anon, user = Profile("anon:a"), Profile("user:u")
+    for i, e in enumerate(events):
+        (anon if i < cut else user).apply(e, "events/0", i)
+    user.absorb(anon)
+    return user
+
+
+def test_merge_equals_one_profile_whatever_the_split_and_order():
+    import random
+    rng = random.Random(2)
+    events = []
+    for i in range(200):
+        kind = rng.choice(["page_view", "add_to_cart", "remove_from_cart", "purchase", "product_view"])
+        item = f"i{rng.randrange(5)}"
+        fields = {"item_id": item, "price": 10.0 + rng.randrange(3), "category": f"c{rng.randrange(4)}"}
+        if kind == "purchase":
+            fields = {"items": [{"item_id": item, "price": 12.0, "quantity": 1, "category": "c1"}]}
+        if kind == "page_view":
+            fields = {}
+        events.append(event(i * 1000, kind, **fields))
+    whole = Profile("user:u")
+    for i, e in enumerate(events):
+        whole.apply(e, "events/0", i)
+    shuffled = events[:]
+    rng.shuffle(shuffled)
+    for evs, cut in ((events, 70), (shuffled, 130), (shuffled, 0)):
+        merged = split_and_merge(evs, cut)
+        assert merged.counts == whole.counts
+        assert merged.cart == whole.cart
+        assert merged.total_spend == whole.total_spend and merged.orders == whole.orders
+        assert merged.categories == whole.categories
+        assert (merged.first_seen_ms, merged.last_seen_ms) == (whole.first_seen_ms, whole.last_seen_ms)
+        assert merged.seen == whole.seen
+
+
+def test_absorbing_twice_changes_nothing():
+    anon, user = Profile("anon:a"), Profile("user:u")
+    anon.apply(event(1, "page_view"), "events/0", 1)
+    assert user.absorb(anon) and not user.absorb(anon)
+    assert user.counts == {"page_view": 1} and user.merged_from == ["anon:a"]
 
 
 def test_categories_and_cart_are_bounded():

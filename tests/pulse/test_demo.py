@@ -70,7 +70,7 @@ def test_demo_serves_profiles_and_stops_cleanly(tmp_path, stop_signal, capsys):
                 return None
 
         first = wait_for(profile, 30, "u000000's profile")
-        assert first.profile_id == "u000000" and sum(first.event_counts.values()) >= 1
+        assert first.profile_id == "user:u000000" and sum(first.event_counts.values()) >= 1
         # The profile keeps growing while the clickstream runs.
         wait_for(lambda: (p := profile()) and p.version > first.version, 30, "a newer version")
 
@@ -83,7 +83,7 @@ def test_demo_serves_profiles_and_stops_cleanly(tmp_path, stop_signal, capsys):
 
         # The README's sample request works against the demo.
         assert main(["get-profile", "u000000", "--address", grpc_addr]) == 0
-        assert '"profileId": "u000000"' in capsys.readouterr().out
+        assert '"profileId": "user:u000000"' in capsys.readouterr().out
     finally:
         demo.proc.send_signal(stop_signal)
         try:

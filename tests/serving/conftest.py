@@ -12,7 +12,10 @@ import pytest
 from operators.profile import Profile
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 from serving import PulseServer, create_server
-from state.store import RocksReader, RocksStore
+from state.codec import encode_profile
+from state.store import RocksReader, RocksStore, encode_members
+
+ADMIN_KEY = "test-admin-key-0123456789"
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:
@@ -27,7 +30,15 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str 
         time.sleep(0.005)
 
 
+def cart_log(cart: dict[str, dict]) -> dict[str, dict]:
+    """A ``Profile.cart_log`` whose ``cart`` view is ``cart`` (item -> qty, price, category, added_ms)."""
+    return {item_id: {"ops": [[line["added_ms"], line["qty"]]], "since": 0, "price": line["price"],
+                      "price_ms": line["added_ms"], "category": line["category"]}
+            for item_id, line in cart.items()}
+
+
 def make_profile(profile_id: str, **fields) -> Profile:
+    """A profile with every part set; ``cart=`` takes the view form (see ``cart_log``)."""
     base = dict(
         counts={"page_view": 7, "add_to_cart": 2, "purchase": 1},
         first_seen_ms=1_796_205_600_250,
@@ -46,7 +57,17 @@ def make_profile(profile_id: str, **fields) -> Profile:
         version=10,
     )
     base.update(fields)
+    base["cart_log"] = cart_log(base.pop("cart"))
     return Profile(profile_id, **base)
+
+
+def put_profile(store, profile: Profile, *aliases: str) -> None:
+    """Write ``profile`` with its identity records, as the flow does: the profile id and
+    ``aliases`` all map to it, and its member list holds them all (sorted)."""
+    pid = profile.profile_id
+    members = sorted({pid, *aliases})
+    store.apply(profiles={pid: encode_profile(profile)}, aliases={a: pid for a in members},
+                members={pid: encode_members(members)})
 
 
 @dataclass
@@ -55,9 +76,20 @@ class Running:
     port: int
     channel: grpc.Channel
     stub: pulse_pb2_grpc.PulseStub
+    admin: pulse_pb2_grpc.AdminStub
 
     def get(self, user_id: str, timeout: float = 5.0) -> pulse_pb2.GetProfileResponse:
         return self.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=user_id), timeout=timeout)
+
+    def erase(self, user_id: str, request_id: str = "", key: str | None = ADMIN_KEY,
+              timeout: float = 30.0) -> pulse_pb2.EraseUserResponse:
+        metadata = () if key is None else (("x-api-key", key),)
+        return self.admin.EraseUser(pulse_pb2.EraseUserRequest(user_id=user_id, request_id=request_id),
+                                    metadata=metadata, timeout=timeout)
+
+    def export(self, user_id: str, key: str | None = ADMIN_KEY, timeout: float = 5.0) -> pulse_pb2.ExportUserResponse:
+        metadata = () if key is None else (("x-api-key", key),)
+        return self.admin.ExportUser(pulse_pb2.ExportUserRequest(user_id=user_id), metadata=metadata, timeout=timeout)
 
 
 @pytest.fixture
@@ -73,7 +105,7 @@ def start_server(make_reader) -> Iterator[Callable[..., Running]]:
         server, port = create_server("127.0.0.1:0", reader, **kwargs)
         server.start()
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        running = Running(server, port, channel, pulse_pb2_grpc.PulseStub(channel))
+        running = Running(server, port, channel, pulse_pb2_grpc.PulseStub(channel), pulse_pb2_grpc.AdminStub(channel))
         started.append(running)
         return running
 

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 from state.store import RocksStore
-from tests.serving.conftest import make_profile, wait_until
+from tests.serving.conftest import make_profile, put_profile, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "from pulse.config import load_config; from serving import serve; serve(load_config())"
@@ -42,10 +42,13 @@ def test_serve_until_sigterm(tmp_path):
         PULSE_SERVING_GRPC_ADDRESS="127.0.0.1:0",
         PULSE_SERVING_METRICS_PORT="0",
         PULSE_SERVING_CATCH_UP_INTERVAL_MS="5",
+        PULSE_SERVING_ADMIN_API_KEY="serve-test-key",
+        PULSE_PRIVACY_DEFAULT_CONSENT="opt-in",
+        PULSE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",  # never contacted: nothing is erased here
         PYTHONPATH=str(REPO_ROOT),
     )
     writer = RocksStore(state_dir / "store")
-    writer.write([make_profile("u1")])
+    put_profile(writer, make_profile("user:u1"), "anon:a1")
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=REPO_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -59,8 +62,14 @@ def test_serve_until_sigterm(tmp_path):
             health = health_pb2_grpc.HealthStub(channel)
             wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
                        == health_pb2.HealthCheckResponse.SERVING, what="SERVING")
-            reply = pulse_pb2_grpc.PulseStub(channel).GetProfile(pulse_pb2.GetProfileRequest(user_id="u1"), timeout=5)
-            assert reply.profile.version == 10
+            reply = pulse_pb2_grpc.PulseStub(channel).GetProfile(pulse_pb2.GetProfileRequest(user_id="anon:a1"),
+                                                                 timeout=5)
+            assert (reply.profile.profile_id, reply.profile.version) == ("user:u1", 10)
+            assert reply.profile.consent.default_regime == pulse_pb2.CONSENT_REGIME_OPT_IN  # from the config
+            admin = pulse_pb2_grpc.AdminStub(channel)
+            exported = admin.ExportUser(pulse_pb2.ExportUserRequest(user_id="u1"),
+                                        metadata=(("x-api-key", "serve-test-key"),), timeout=5)
+            assert exported.profile_id == "user:u1"
         with urllib.request.urlopen(metrics_url, timeout=5) as resp:
             assert b"pulse_rpc_latency_seconds" in resp.read()
 

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from serving import MAX_USER_ID_CHARS, SERVICE_NAME, create_server, start_metrics_endpoint
 from state.store import MemoryStore, RocksStore
-from tests.serving.conftest import make_profile, wait_until
+from tests.serving.conftest import make_profile, put_profile, wait_until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -47,12 +47,13 @@ def health_status(channel: grpc.Channel, service: str = "") -> int:
 
 
 def test_get_profile_returns_the_written_state(writer, store_dir, make_reader, start_server):
-    writer.write([make_profile("u1")])
+    put_profile(writer, make_profile("user:u1"))
     srv = start_server(make_reader(store_dir))
 
     p = srv.get("u1").profile
 
-    assert p.profile_id == "u1"
+    assert p.profile_id == "user:u1"
+    assert list(p.aliases) == ["user:u1"]
     assert dict(p.event_counts) == {"page_view": 7, "add_to_cart": 2, "purchase": 1}
     assert p.first_seen.ToMilliseconds() == 1_796_205_600_250
     assert p.last_seen.ToMilliseconds() == 1_796_209_200_999
@@ -73,22 +74,24 @@ def test_get_profile_returns_the_written_state(writer, store_dir, make_reader, s
 
 
 def test_unknown_fields_stay_unset(writer, store_dir, make_reader, start_server):
-    writer.write([make_profile("u2", last_geo=None, last_device=None, last_channel=None, cart={}, categories={})])
+    put_profile(writer, make_profile("user:u2", last_geo=None, last_device=None, last_channel=None, cart={},
+                                     categories={}))
     p = start_server(make_reader(store_dir)).get("u2").profile
     assert not p.HasField("last_location")
     assert (p.last_device, p.last_channel, len(p.cart), len(p.top_categories)) == ("", "", 0, 0)
 
 
 def test_a_write_after_start_becomes_visible(writer, store_dir, make_reader, start_server):
-    writer.write([make_profile("u1", version=1)])
+    put_profile(writer, make_profile("user:u1", version=1))
     srv = start_server(make_reader(store_dir))
     assert srv.get("u1").profile.version == 1
 
-    writer.write([make_profile("u1", version=2), make_profile("late")])
+    put_profile(writer, make_profile("user:u1", version=2))
+    put_profile(writer, make_profile("user:late"))
 
     def visible():
         try:
-            return srv.get("u1").profile.version == 2 and srv.get("late").profile.profile_id == "late"
+            return srv.get("u1").profile.version == 2 and srv.get("late").profile.profile_id == "user:late"
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.NOT_FOUND:
                 raise
@@ -98,7 +101,7 @@ def test_a_write_after_start_becomes_visible(writer, store_dir, make_reader, sta
 
 
 def test_unknown_user_is_not_found(writer, store_dir, make_reader, start_server):
-    writer.write([make_profile("u1")])
+    put_profile(writer, make_profile("user:u1"))
     srv = start_server(make_reader(store_dir))
     err = rpc_error(lambda: srv.get("nobody"))
     assert err.code() == grpc.StatusCode.NOT_FOUND
@@ -134,13 +137,13 @@ def test_unavailable_until_the_writer_creates_the_store(store_dir, make_reader, 
 
     late_writer = RocksStore(store_dir)
     try:
-        late_writer.write([make_profile("u1")])
+        put_profile(late_writer, make_profile("user:u1"))
         wait_until(lambda: health_status(srv.channel) == SERVING, what="health SERVING")
         assert health_status(srv.channel, SERVICE_NAME) == SERVING
 
         def found():
             try:
-                return srv.get("u1").profile.profile_id == "u1"
+                return srv.get("u1").profile.profile_id == "user:u1"
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.NOT_FOUND:
                     raise
@@ -155,6 +158,7 @@ def test_health_serving_for_an_open_store(writer, store_dir, make_reader, start_
     srv = start_server(make_reader(store_dir))
     assert health_status(srv.channel) == SERVING
     assert health_status(srv.channel, SERVICE_NAME) == SERVING
+    assert health_status(srv.channel, "pulse.v1.Admin") == SERVING
     err = rpc_error(lambda: health_status(srv.channel, "no.such.Service"))
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
@@ -165,14 +169,14 @@ def test_reflection_lists_the_services(start_server):
     replies = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
                                              timeout=5))
     names = {s.name for s in replies[0].list_services_response.service}
-    assert {"pulse.v1.Pulse", "grpc.health.v1.Health"} <= names
+    assert {"pulse.v1.Pulse", "pulse.v1.Admin", "grpc.health.v1.Health"} <= names
 
 
 def test_unexpected_error_is_internal_without_details(start_server, caplog):
     class BrokenReader:
         ready = True
 
-        def get(self, profile_id):
+        def profile_of(self, alias):
             raise RuntimeError("secret detail")
 
         def catch_up(self):
@@ -191,7 +195,7 @@ def test_unexpected_error_is_internal_without_details(start_server, caplog):
 
 
 def test_metrics_endpoint_exposes_rpc_latency(writer, store_dir, make_reader, start_server):
-    writer.write([make_profile("u1")])
+    put_profile(writer, make_profile("user:u1"))
     srv = start_server(make_reader(store_dir))
     srv.get("u1")
     rpc_error(lambda: srv.get("nobody"))

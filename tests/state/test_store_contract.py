@@ -21,7 +21,8 @@ def test_absent_profile_is_none(store):
 
 
 def test_write_then_read_round_trips(store):
-    a = Profile("a", counts={"page_view": 3}, cart={"x": {"qty": 1, "price": 2.0, "category": None, "added_ms": 1}})
+    a = Profile("a", counts={"page_view": 3},
+                cart_log={"x": {"ops": [[1, 1]], "since": 0, "price": 2.0, "price_ms": 1, "category": None}})
     store.write([a, Profile("b")])
     assert store.get("a") == a
     assert store.get("b") == Profile("b")
@@ -29,7 +30,7 @@ def test_write_then_read_round_trips(store):
 
 def test_later_write_replaces(store):
     store.write([Profile("a", orders=1)])
-    store.write_encoded([("a", encode_profile(Profile("a", orders=2)))])
+    store.apply({"a": encode_profile(Profile("a", orders=2))})
     assert store.get("a").orders == 2
 
 
@@ -39,7 +40,7 @@ def test_unicode_ids(store):
 
 
 def test_undecodable_record_raises_codec_error(store):
-    store.write_encoded([("bad", b"{not json")])
+    store.apply({"bad": b"{not json"})
     with pytest.raises(StateCodecError, match="undecodable profile record"):
         store.get("bad")
 
@@ -91,3 +92,14 @@ def test_reader_catch_up_is_skipped_when_the_writer_wrote_nothing(tmp_path):
     assert reader.catch_up() is False
     reader.close()
     writer.close()
+
+
+def test_identity_records_and_deletes_in_one_batch(store):
+    store.apply({"user:u": encode_profile(Profile("user:u"))}, {"user:u": "user:u", "anon:a": "user:u"},
+                {"user:u": b'["anon:a","user:u"]'})
+    assert store.profile_of("anon:a") == "user:u"
+    assert store.members_of("user:u") == ("anon:a", "user:u")
+    store.apply({"user:u": None}, {"user:u": None, "anon:a": None}, {"user:u": None})
+    assert store.get("user:u") is None and store.profile_of("anon:a") is None
+    assert store.members_of("user:u") is None
+    assert list(store.dump()) == [("meta", b"format", b"pulse-store-v2")] or list(store.dump()) == []

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/pulse/v1/pulse.proto\x12\x08pulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"$\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"8\n\x12GetProfileResponse\x12\"\n\x07profile\x18\x01 \x01(\x0b\x32\x11.pulse.v1.Profile\"\xc4\x03\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x38\n\x0c\x65vent_counts\x18\x02 \x03(\x0b\x32\".pulse.v1.Profile.EventCountsEntry\x12-\n\tlast_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nfirst_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btotal_spend\x18\x05 \x01(\x01\x12\x0e\n\x06orders\x18\x06 \x01(\x03\x12 \n\x04\x63\x61rt\x18\x07 \x03(\x0b\x32\x12.pulse.v1.CartLine\x12/\n\x0etop_categories\x18\x08 \x03(\x0b\x32\x17.pulse.v1.CategoryCount\x12\x13\n\x0blast_device\x18\t \x01(\t\x12\x14\n\x0clast_channel\x18\n \x01(\t\x12$\n\rlast_location\x18\x0b \x01(\x0b\x32\r.pulse.v1.Geo\x12\x0f\n\x07version\x18\x0c \x01(\x03\x1a\x32\n\x10\x45ventCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x81\x01\n\x08\x43\x61rtLine\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x12\n\nunit_price\x18\x03 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12,\n\x08\x61\x64\x64\x65\x64_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\rCategoryCount\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"X\n\x03Geo\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\x10\n\x03lat\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03lon\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_latB\x06\n\x04_lon2P\n\x05Pulse\x12G\n\nGetProfile\x12\x1b.pulse.v1.GetProfileRequest\x1a\x1c.pulse.v1.GetProfileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/pulse/v1/pulse.proto\x12\x08pulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"$\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"8\n\x12GetProfileResponse\x12\"\n\x07profile\x18\x01 \x01(\x0b\x32\x11.pulse.v1.Profile\"\x9a\x04\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x38\n\x0c\x65vent_counts\x18\x02 \x03(\x0b\x32\".pulse.v1.Profile.EventCountsEntry\x12-\n\tlast_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nfirst_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btotal_spend\x18\x05 \x01(\x01\x12\x0e\n\x06orders\x18\x06 \x01(\x03\x12 \n\x04\x63\x61rt\x18\x07 \x03(\x0b\x32\x12.pulse.v1.CartLine\x12/\n\x0etop_categories\x18\x08 \x03(\x0b\x32\x17.pulse.v1.CategoryCount\x12\x13\n\x0blast_device\x18\t \x01(\t\x12\x14\n\x0clast_channel\x18\n \x01(\t\x12$\n\rlast_location\x18\x0b \x01(\x0b\x32\r.pulse.v1.Geo\x12\x0f\n\x07version\x18\x0c \x01(\x03\x12\x0f\n\x07\x61liases\x18\r \x03(\t\x12\"\n\x07\x63onsent\x18\x0e \x01(\x0b\x32\x11.pulse.v1.Consent\x12\x1f\n\x17personalization_allowed\x18\x0f \x01(\x08\x1a\x32\n\x10\x45ventCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xca\x01\n\x07\x43onsent\x12,\n\tanalytics\x18\x01 \x01(\x0b\x32\x19.pulse.v1.ConsentDecision\x12\x32\n\x0fpersonalization\x18\x02 \x01(\x0b\x32\x19.pulse.v1.ConsentDecision\x12,\n\tmarketing\x18\x03 \x01(\x0b\x32\x19.pulse.v1.ConsentDecision\x12/\n\x0e\x64\x65\x66\x61ult_regime\x18\x04 \x01(\x0e\x32\x17.pulse.v1.ConsentRegime\"d\n\x0f\x43onsentDecision\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x10\n\x08\x65xplicit\x18\x02 \x01(\x08\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x10\x45raseUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x11\x45raseUserResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\"$\n\x11\x45xportUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"?\n\x12\x45xportUserResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x15\n\rdocument_json\x18\x02 \x01(\t\"\x81\x01\n\x08\x43\x61rtLine\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x12\n\nunit_price\x18\x03 \x01(\x01\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12,\n\x08\x61\x64\x64\x65\x64_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\rCategoryCount\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"X\n\x03Geo\x12\x0f\n\x07\x63ountry\x18\x01 \x01(\t\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\x10\n\x03lat\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03lon\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_latB\x06\n\x04_lon*f\n\rConsentRegime\x12\x1e\n\x1a\x43ONSENT_REGIME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43ONSENT_REGIME_OPT_OUT\x10\x01\x12\x19\n\x15\x43ONSENT_REGIME_OPT_IN\x10\x02\x32P\n\x05Pulse\x12G\n\nGetProfile\x12\x1b.pulse.v1.GetProfileRequest\x1a\x1c.pulse.v1.GetProfileResponse2\x96\x01\n\x05\x41\x64min\x12\x44\n\tEraseUser\x12\x1a.pulse.v1.EraseUserRequest\x1a\x1b.pulse.v1.EraseUserResponse\x12G\n\nExportUser\x12\x1b.pulse.v1.ExportUserRequest\x1a\x1c.pulse.v1.ExportUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROFILE_EVENTCOUNTSENTRY']._loaded_options = None
   _globals['_PROFILE_EVENTCOUNTSENTRY']._serialized_options = b'8\001'
+  _globals['_CONSENTREGIME']._serialized_start=1528
+  _globals['_CONSENTREGIME']._serialized_end=1630
   _globals['_GETPROFILEREQUEST']._serialized_start=73
   _globals['_GETPROFILEREQUEST']._serialized_end=109
   _globals['_GETPROFILERESPONSE']._serialized_start=111
   _globals['_GETPROFILERESPONSE']._serialized_end=167
   _globals['_PROFILE']._serialized_start=170
-  _globals['_PROFILE']._serialized_end=622
-  _globals['_PROFILE_EVENTCOUNTSENTRY']._serialized_start=572
-  _globals['_PROFILE_EVENTCOUNTSENTRY']._serialized_end=622
-  _globals['_CARTLINE']._serialized_start=625
-  _globals['_CARTLINE']._serialized_end=754
-  _globals['_CATEGORYCOUNT']._serialized_start=756
-  _globals['_CATEGORYCOUNT']._serialized_end=804
-  _globals['_GEO']._serialized_start=806
-  _globals['_GEO']._serialized_end=894
-  _globals['_PULSE']._serialized_start=896
-  _globals['_PULSE']._serialized_end=976
+  _globals['_PROFILE']._serialized_end=708
+  _globals['_PROFILE_EVENTCOUNTSENTRY']._serialized_start=658
+  _globals['_PROFILE_EVENTCOUNTSENTRY']._serialized_end=708
+  _globals['_CONSENT']._serialized_start=711
+  _globals['_CONSENT']._serialized_end=913
+  _globals['_CONSENTDECISION']._serialized_start=915
+  _globals['_CONSENTDECISION']._serialized_end=1015
+  _globals['_ERASEUSERREQUEST']._serialized_start=1017
+  _globals['_ERASEUSERREQUEST']._serialized_end=1072
+  _globals['_ERASEUSERRESPONSE']._serialized_start=1074
+  _globals['_ERASEUSERRESPONSE']._serialized_end=1151
+  _globals['_EXPORTUSERREQUEST']._serialized_start=1153
+  _globals['_EXPORTUSERREQUEST']._serialized_end=1189
+  _globals['_EXPORTUSERRESPONSE']._serialized_start=1191
+  _globals['_EXPORTUSERRESPONSE']._serialized_end=1254
+  _globals['_CARTLINE']._serialized_start=1257
+  _globals['_CARTLINE']._serialized_end=1386
+  _globals['_CATEGORYCOUNT']._serialized_start=1388
+  _globals['_CATEGORYCOUNT']._serialized_end=1436
+  _globals['_GEO']._serialized_start=1438
+  _globals['_GEO']._serialized_end=1526
+  _globals['_PULSE']._serialized_start=1632
+  _globals['_PULSE']._serialized_end=1712
+  _globals['_ADMIN']._serialized_start=1715
+  _globals['_ADMIN']._serialized_end=1865
 # @@protoc_insertion_point(module_scope)

@@ -2,12 +2,22 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ConsentRegime(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSENT_REGIME_UNSPECIFIED: _ClassVar[ConsentRegime]
+    CONSENT_REGIME_OPT_OUT: _ClassVar[ConsentRegime]
+    CONSENT_REGIME_OPT_IN: _ClassVar[ConsentRegime]
+CONSENT_REGIME_UNSPECIFIED: ConsentRegime
+CONSENT_REGIME_OPT_OUT: ConsentRegime
+CONSENT_REGIME_OPT_IN: ConsentRegime
 
 class GetProfileRequest(_message.Message):
     __slots__ = ("user_id",)
@@ -22,7 +32,7 @@ class GetProfileResponse(_message.Message):
     def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
 
 class Profile(_message.Message):
-    __slots__ = ("profile_id", "event_counts", "last_seen", "first_seen", "total_spend", "orders", "cart", "top_categories", "last_device", "last_channel", "last_location", "version")
+    __slots__ = ("profile_id", "event_counts", "last_seen", "first_seen", "total_spend", "orders", "cart", "top_categories", "last_device", "last_channel", "last_location", "version", "aliases", "consent", "personalization_allowed")
     class EventCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +52,9 @@ class Profile(_message.Message):
     LAST_CHANNEL_FIELD_NUMBER: _ClassVar[int]
     LAST_LOCATION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    PERSONALIZATION_ALLOWED_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
     event_counts: _containers.ScalarMap[str, int]
     last_seen: _timestamp_pb2.Timestamp
@@ -54,7 +67,64 @@ class Profile(_message.Message):
     last_channel: str
     last_location: Geo
     version: int
-    def __init__(self, profile_id: _Optional[str] = ..., event_counts: _Optional[_Mapping[str, int]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_spend: _Optional[float] = ..., orders: _Optional[int] = ..., cart: _Optional[_Iterable[_Union[CartLine, _Mapping]]] = ..., top_categories: _Optional[_Iterable[_Union[CategoryCount, _Mapping]]] = ..., last_device: _Optional[str] = ..., last_channel: _Optional[str] = ..., last_location: _Optional[_Union[Geo, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    consent: Consent
+    personalization_allowed: bool
+    def __init__(self, profile_id: _Optional[str] = ..., event_counts: _Optional[_Mapping[str, int]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_spend: _Optional[float] = ..., orders: _Optional[int] = ..., cart: _Optional[_Iterable[_Union[CartLine, _Mapping]]] = ..., top_categories: _Optional[_Iterable[_Union[CategoryCount, _Mapping]]] = ..., last_device: _Optional[str] = ..., last_channel: _Optional[str] = ..., last_location: _Optional[_Union[Geo, _Mapping]] = ..., version: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., consent: _Optional[_Union[Consent, _Mapping]] = ..., personalization_allowed: _Optional[bool] = ...) -> None: ...
+
+class Consent(_message.Message):
+    __slots__ = ("analytics", "personalization", "marketing", "default_regime")
+    ANALYTICS_FIELD_NUMBER: _ClassVar[int]
+    PERSONALIZATION_FIELD_NUMBER: _ClassVar[int]
+    MARKETING_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_REGIME_FIELD_NUMBER: _ClassVar[int]
+    analytics: ConsentDecision
+    personalization: ConsentDecision
+    marketing: ConsentDecision
+    default_regime: ConsentRegime
+    def __init__(self, analytics: _Optional[_Union[ConsentDecision, _Mapping]] = ..., personalization: _Optional[_Union[ConsentDecision, _Mapping]] = ..., marketing: _Optional[_Union[ConsentDecision, _Mapping]] = ..., default_regime: _Optional[_Union[ConsentRegime, str]] = ...) -> None: ...
+
+class ConsentDecision(_message.Message):
+    __slots__ = ("granted", "explicit", "decided_at")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    EXPLICIT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    granted: bool
+    explicit: bool
+    decided_at: _timestamp_pb2.Timestamp
+    def __init__(self, granted: _Optional[bool] = ..., explicit: _Optional[bool] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class EraseUserRequest(_message.Message):
+    __slots__ = ("user_id", "request_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class EraseUserResponse(_message.Message):
+    __slots__ = ("request_id", "profile_id", "accepted")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    profile_id: str
+    accepted: bool
+    def __init__(self, request_id: _Optional[str] = ..., profile_id: _Optional[str] = ..., accepted: _Optional[bool] = ...) -> None: ...
+
+class ExportUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class ExportUserResponse(_message.Message):
+    __slots__ = ("profile_id", "document_json")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    document_json: str
+    def __init__(self, profile_id: _Optional[str] = ..., document_json: _Optional[str] = ...) -> None: ...
 
 class CartLine(_message.Message):
     __slots__ = ("item_id", "quantity", "unit_price", "category", "added_at")

@@ -114,3 +114,139 @@ class Pulse:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminStub:
+    """Privacy administration (GDPR/CCPA requests). Every call needs the metadata
+    `x-api-key` equal to the server's `serving.admin_api_key`; with no key
+    configured the service answers PERMISSION_DENIED. Calls are logged with their
+    method, request id and outcome.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.EraseUser = channel.unary_unary(
+                '/pulse.v1.Admin/EraseUser',
+                request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.EraseUserRequest.SerializeToString,
+                response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.EraseUserResponse.FromString,
+                _registered_method=True)
+        self.ExportUser = channel.unary_unary(
+                '/pulse.v1.Admin/ExportUser',
+                request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserRequest.SerializeToString,
+                response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserResponse.FromString,
+                _registered_method=True)
+
+
+class AdminServicer:
+    """Privacy administration (GDPR/CCPA requests). Every call needs the metadata
+    `x-api-key` equal to the server's `serving.admin_api_key`; with no key
+    configured the service answers PERMISSION_DENIED. Calls are logged with their
+    method, request id and outcome.
+    """
+
+    def EraseUser(self, request, context):
+        """Requests the erasure of everything stored about a user: the profile and all
+        aliases linked to it. The request is published to the processor's control
+        topic and executed asynchronously by `pulse run` (the only writer), usually
+        within a second; the processor then records the erasure on the erasures topic.
+        Returns once Kafka has acknowledged the request. Idempotent: retrying with the
+        same request_id is safe. UNAVAILABLE if Kafka does not acknowledge in time;
+        FAILED_PRECONDITION if the server runs without Kafka (`pulse demo`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportUser(self, request, context):
+        """Returns everything stored about a user (profile record and linked aliases) as
+        one JSON document. NOT_FOUND if nothing is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'EraseUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUser,
+                    request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.EraseUserRequest.FromString,
+                    response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.EraseUserResponse.SerializeToString,
+            ),
+            'ExportUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUser,
+                    request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserRequest.FromString,
+                    response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pulse.v1.Admin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pulse.v1.Admin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Admin:
+    """Privacy administration (GDPR/CCPA requests). Every call needs the metadata
+    `x-api-key` equal to the server's `serving.admin_api_key`; with no key
+    configured the service answers PERMISSION_DENIED. Calls are logged with their
+    method, request id and outcome.
+    """
+
+    @staticmethod
+    def EraseUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.v1.Admin/EraseUser',
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.EraseUserRequest.SerializeToString,
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.EraseUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.v1.Admin/ExportUser',
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserRequest.SerializeToString,
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,75 @@
+"""flows.store_stats: the store gauges follow the directory and the store's estimate, the
+thread survives a failing estimate, and stop() ends it."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+from prometheus_client import REGISTRY
+
+from flows import metrics as m
+from flows.store_stats import StoreStats, directory_size, start_store_stats
+from state.store import RocksStore
+
+
+def gauge(name: str) -> float:
+    return REGISTRY.get_sample_value(name)
+
+
+def test_directory_size_counts_files_recursively(tmp_path):
+    assert directory_size(tmp_path / "missing") == 0
+    (tmp_path / "a").write_bytes(b"x" * 100)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(b"y" * 23)
+    assert directory_size(tmp_path) == 123
+
+
+def test_refresh_sets_size_and_count(tmp_path):
+    (tmp_path / "000001.sst").write_bytes(b"z" * 4096)
+    stats = StoreStats(tmp_path, 60, estimate_count=lambda: 42)
+    stats.refresh()
+    assert gauge("pulse_store_size_bytes") == 4096
+    assert gauge("pulse_profiles_in_store") == 42
+
+
+def test_without_an_estimate_only_the_size_is_reported(tmp_path):
+    m.PROFILES_IN_STORE.set(float("nan"))
+    StoreStats(tmp_path, 60).refresh()
+    assert gauge("pulse_store_size_bytes") == 0
+    assert math.isnan(gauge("pulse_profiles_in_store"))
+
+
+def test_thread_refreshes_until_stopped_and_survives_errors(tmp_path, caplog):
+    calls = []
+    refreshed = threading.Event()
+
+    def estimate() -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("store is closing")
+        if len(calls) >= 4:
+            refreshed.set()
+        return len(calls)
+
+    stats = start_store_stats(tmp_path, 0.01, estimate_count=estimate)
+    try:
+        assert refreshed.wait(10), "the thread stopped refreshing"
+    finally:
+        stats.stop()
+    assert not stats._thread.is_alive()
+    n = len(calls)
+    stats.stop()  # idempotent
+    assert len(calls) == n
+    assert any("store is closing" in r.getMessage() for r in caplog.records)
+
+
+def test_against_a_real_rocksdb_store(tmp_path):
+    store = RocksStore(tmp_path / "store")
+    try:
+        stats = start_store_stats(store.path, 60, estimate_count=store.estimate_count)
+        stats.stop()
+        assert gauge("pulse_store_size_bytes") > 0  # RocksDB's own files
+        assert gauge("pulse_profiles_in_store") == 0
+    finally:
+        store.close()

@@ -1,0 +1,162 @@
+"""deploy/k8s/: every manifest is valid against the Kubernetes schema (kubernetes-validate,
+strict: unknown fields are errors), and the facts the deployment relies on hold: the
+processor's state on a persistent volume claim, the server's readiness on the gRPC health
+service, configuration from the ConfigMap (and valid for Pulse), the password from the Secret."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from pulse.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+STATE_DIR = "/var/lib/pulse"
+
+
+def manifests() -> list[tuple[str, dict]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((path.name, doc))
+    return docs
+
+
+def by_kind(kind: str) -> list[dict]:
+    return [doc for _name, doc in manifests() if doc["kind"] == kind]
+
+
+def one(kind: str, name: str) -> dict:
+    found = [doc for doc in by_kind(kind) if doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name!r} in deploy/k8s, found {len(found)}"
+    return found[0]
+
+
+def containers() -> dict[str, dict]:
+    return {c["name"]: c for c in one("StatefulSet", "pulse")["spec"]["template"]["spec"]["containers"]}
+
+
+def validate(doc: dict) -> str:
+    """Strict schema validation for the Kubernetes version kubernetes-validate defaults to."""
+    return kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_there_are_manifests_of_each_kind():
+    kinds = {doc["kind"] for _name, doc in manifests()}
+    assert {"StatefulSet", "Service", "ConfigMap", "Secret"} <= kinds
+
+
+@pytest.mark.parametrize("name,doc", manifests(), ids=lambda v: v if isinstance(v, str) else v["metadata"]["name"])
+def test_manifest_is_valid_against_the_kubernetes_schema(name, doc):
+    try:
+        version = validate(doc)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.path)
+        pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} is invalid for Kubernetes "
+                    f"{exc.version} at {where}: {exc.message}")
+    except kubernetes_validate.SchemaNotFoundError as exc:  # a kind the schema does not know is an error too
+        pytest.fail(f"{name}: {exc.message}")
+    assert version == ".".join(kubernetes_validate.latest_version().split(".")[:2])
+
+
+def test_the_validator_is_strict_about_unknown_and_mistyped_fields():
+    sts = one("StatefulSet", "pulse")
+    typo = copy.deepcopy(sts)
+    typo["spec"]["template"]["spec"]["containers"][0]["resource"] = {}  # "resources" misspelt
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(typo)
+    wrong_type = copy.deepcopy(sts)
+    wrong_type["spec"]["replicas"] = "one"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(wrong_type)
+
+
+def test_processor_keeps_rocksdb_and_recovery_on_a_persistent_volume_claim():
+    sts = one("StatefulSet", "pulse")
+    claims = {c["metadata"]["name"]: c for c in sts["spec"]["volumeClaimTemplates"]}
+    assert "state" in claims and claims["state"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    processor = containers()["processor"]
+    assert processor["args"] == ["run"]
+    mounts = {m["name"]: m["mountPath"] for m in processor["volumeMounts"]}
+    assert mounts["state"] == STATE_DIR
+    env = {e["name"]: e for e in processor["env"]}
+    assert env["PULSE_STATE_DIR"]["value"] == STATE_DIR
+    # The claim is not also a pod volume (that would shadow the per-replica claim).
+    assert "state" not in {v["name"] for v in sts["spec"]["template"]["spec"].get("volumes", [])}
+    assert sts["spec"]["replicas"] == 1  # one writer per state directory
+
+
+def test_server_shares_the_volume_and_is_ready_only_when_grpc_health_says_so():
+    serve = containers()["serve"]
+    assert serve["args"] == ["serve"]
+    assert {m["name"]: m["mountPath"] for m in serve["volumeMounts"]}["state"] == STATE_DIR
+    probe = serve["readinessProbe"]
+    assert probe["grpc"]["port"] == 50051 and "service" not in probe["grpc"]  # "" = overall health
+    assert {p["name"]: p["containerPort"] for p in serve["ports"]}["grpc"] == 50051
+    # Liveness must not use health: NOT_SERVING while the store is created is not a crash.
+    assert "grpc" not in serve["livenessProbe"]
+    grpc_service = one("Service", "pulse-grpc")
+    assert grpc_service["spec"]["ports"][0]["port"] == 50051
+    assert grpc_service["spec"]["selector"].items() <= \
+        one("StatefulSet", "pulse")["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_password_comes_from_the_secret_and_config_from_the_configmap():
+    secret = one("Secret", "pulse-kafka")
+    keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
+    config_map = one("ConfigMap", "pulse-config")
+    volumes = {v["name"]: v for v in one("StatefulSet", "pulse")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "pulse-config"
+    for name, container in containers().items():
+        env = {e["name"]: e for e in container["env"]}
+        mount = {m["name"]: m for m in container["volumeMounts"]}["config"]
+        assert mount["readOnly"] is True
+        assert env["PULSE_CONFIG"]["value"] == mount["mountPath"] + "/pulse.toml", name
+        for e in container["env"]:
+            assert "password" not in str(e.get("value", "")).lower(), f"{name}: a literal secret in env"
+    processor_env = {e["name"]: e for e in containers()["processor"]["env"]}
+    for var in ("PULSE_KAFKA_CONSUMER__SASL_PASSWORD", "PULSE_KAFKA_PRODUCER__SASL_PASSWORD"):
+        ref = processor_env[var]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "pulse-kafka" and ref["key"] in keys
+    # No secret in the ConfigMap.
+    assert "password" not in config_map["data"]["pulse.toml"].lower()
+
+
+def test_configmap_is_a_valid_pulse_configuration(tmp_path):
+    toml = one("ConfigMap", "pulse-config")["data"]["pulse.toml"]
+    tomllib.loads(toml)
+    path = tmp_path / "pulse.toml"
+    path.write_text(toml)
+    for name, container in containers().items():
+        env = {e["name"]: e.get("value", "from-secret") for e in container["env"]}
+        cfg = load_config(path, env)
+        assert cfg.state.dir == STATE_DIR, name
+        if "PULSE_KAFKA_CONSUMER__SASL_PASSWORD" in env:
+            assert cfg.kafka.consumer["sasl.password"] == "from-secret"
+            assert cfg.kafka.producer["sasl.password"] == "from-secret"
+        # Reachable from outside the pod: Prometheus scrapes, clients call gRPC.
+        assert cfg.processor.metrics_host == cfg.serving.metrics_host == "0.0.0.0"
+        assert cfg.serving.grpc_address == "0.0.0.0:50051"
+        ports = {p["containerPort"] for p in container["ports"]}
+        expected = {"processor": {cfg.processor.metrics_port}, "serve": {cfg.serving.metrics_port, 50051}}[name]
+        assert ports == expected, name
+
+
+def test_pods_run_as_non_root_with_limits_and_no_service_link_variables():
+    spec = one("StatefulSet", "pulse")["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] != 0
+    # Service links would inject PULSE_GRPC_PORT & co., which Pulse rejects as unknown settings.
+    assert spec["enableServiceLinks"] is False
+    for name, c in containers().items():
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False, name
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{name}: {kind}"
