@@ -128,7 +128,8 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
             dirty: set[str] = set()
             outcomes: dict[str, int] = {}
             for item in values:
-                write.seq = max(write.seq, item.seq)
+                if item.routing.alias_updates or item.routing.member_updates:
+                    write.identity_seqs.add(item.seq)
                 if item.erase is not None:
                     self._erase(item, write, dirty)
                     continue
@@ -212,7 +213,7 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         t0 = time.perf_counter()
         self._store.apply(profiles, aliases, members)
         m.STORE_WRITE.observe(time.perf_counter() - t0)
-        self._state.written(max(w.write_seq for w in items), max(w.seq for w in items))
+        self._state.written({w.write_seq for w in items}, set().union(*(w.identity_seqs for w in items)))
         m.PROFILES_WRITTEN.inc(sum(1 for v in profiles.values() if v is not None))
         # Once per batch: the batch's oldest record (ingest clock) and newest event (event
         # clock) - the worst-case latency of what this write made visible.

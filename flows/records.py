@@ -62,7 +62,7 @@ class StoreWrite:
     aliases: dict[str, str | None] = field(default_factory=dict)  # alias -> profile id
     members: dict[str, bytes | None] = field(default_factory=dict)  # profile id -> aliases
     erasures: list[dict] = field(default_factory=list)  # erase records to publish
-    seq: int = 0  # identity sequence covered
+    identity_seqs: set[int] = field(default_factory=set)  # identity changes this write persists
     write_seq: int = 0  # this write's number (unpins the profile cache once written)
     oldest_ingest_ms: int = 0
     newest_event_ms: int = 0

@@ -53,8 +53,9 @@ class ProfileCache:
         self._entries[pid] = _DELETED
         self._pinned[pid] = seq
 
-    def written(self, seq: int) -> None:
-        self._pinned = {pid: s for pid, s in self._pinned.items() if s > seq}
+    def written(self, seqs: set[int]) -> None:
+        """Writes ``seqs`` landed: entries whose latest change is among them may go."""
+        self._pinned = {pid: s for pid, s in self._pinned.items() if s not in seqs}
         self._trim()
 
     def _trim(self) -> None:
@@ -82,8 +83,8 @@ class ProcessorState:
         self._write_seq += 1
         return self._write_seq
 
-    def written(self, write_seq: int, identity_seq: int) -> None:
+    def written(self, write_seqs: set[int], identity_seqs: set[int]) -> None:
         """Called by the store sink after a WriteBatch landed."""
         with self.lock:
-            self.profiles.written(write_seq)
-            self.identity.written(identity_seq)
+            self.profiles.written(write_seqs)
+            self.identity.written(identity_seqs)

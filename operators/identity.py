@@ -87,7 +87,6 @@ class IdentityIndex:
         self._members: dict[str, tuple[str, ...]] = {}
         self._pinned: dict[str, int] = {}  # alias or "m:"+pid -> sequence of its last change
         self._seq = 0
-        self._written = 0
         # Profiles merged into another, for events routed before the merge: old -> new.
         # Filled by whoever carries out the merge, once the state has moved.
         self.moved: dict[str, str] = {}
@@ -186,7 +185,7 @@ class IdentityIndex:
 
     # -- cache bookkeeping --------------------------------------------------------------
     def _apply(self, r: Routing) -> Routing:
-        self._seq += 1
+        self._seq += 1  # the number of this change: ``sequence`` right after routing
         for a, pid in r.alias_updates.items():
             self._alias[a] = pid
             self._pinned[a] = self._seq
@@ -203,11 +202,11 @@ class IdentityIndex:
     def sequence(self) -> int:
         return self._seq
 
-    def written(self, seq: int) -> None:
-        """The store now holds every change up to ``seq``: those entries may be evicted."""
-        if seq > self._written:
-            self._written = seq
-            self._pinned = {k: s for k, s in self._pinned.items() if s > seq}
+    def written(self, seqs: set[int]) -> None:
+        """The store now holds the changes numbered ``seqs``: entries whose latest change
+        is one of them may be evicted (writes can land in any order)."""
+        if seqs:
+            self._pinned = {k: s for k, s in self._pinned.items() if s not in seqs}
 
     def _trim(self) -> None:
         if len(self._alias) > self._cache_size:

@@ -82,10 +82,13 @@ def run(records, store, cache_profiles=100_000):
     return dead
 
 
-def test_large_stream_with_logins_equals_reference():
+@pytest.mark.parametrize("cache_profiles", [100_000, 50])
+def test_large_stream_with_logins_equals_reference(cache_profiles):
+    # With a cache of 50 profiles (100 identity links) for 2,000 people, profiles and
+    # links are evicted and reloaded all the time, merges included.
     records = synthetic_records(40_000, seed=11, users=2000, partitions=3, step_ms=10)
     store = MemoryStore()
-    run(records, store)
+    run(records, store, cache_profiles=cache_profiles)
     assert_matches_reference(store, records, seed=11)
 
 
