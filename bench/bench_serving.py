@@ -82,7 +82,7 @@ def _writer_main(conn, store_dir: str, users: int, events: int, batch: int, seed
     from operators.profile import Profile
     from operators.synthetic import ClickstreamGenerator
     from state.codec import encode_profile
-    from state.store import RocksStore
+    from state.store import RocksStore, encode_members
 
     t0 = time.perf_counter()
     gen = ClickstreamGenerator(seed=seed, users=users, invalid_rate=0.002)
@@ -110,16 +110,22 @@ def _writer_main(conn, store_dir: str, users: int, events: int, batch: int, seed
     store = RocksStore(path)
     record_bytes = 0
     chunk: list[tuple[str, bytes]] = []
+
+    def flush(chunk):
+        # Each profile with its identity records (its own alias), as the flow writes them.
+        store.apply({pid: raw for pid, raw in chunk}, {pid: pid for pid, _ in chunk},
+                    {pid: encode_members([pid]) for pid, _ in chunk})
+
     for n, p in enumerate(profiles.values(), 1):
         raw = encode_profile(p)
         record_bytes += len(raw)
         chunk.append((p.profile_id, raw))
         if len(chunk) >= batch:
-            store.write_encoded(chunk)
+            flush(chunk)
             chunk = []
         if n % 20_000 == 0:
             progress(f"writer: writing profiles {n}/{len(profiles)}")
-    store.write_encoded(chunk)
+    flush(chunk)
     # Reopen: RocksDB replays the WAL into an SST on open, so the reader sees the bulk of
     # the data in SST files (as a long-running store would) rather than in a WAL/memtable.
     store.close()
@@ -164,7 +170,8 @@ def _writer_main(conn, store_dir: str, users: int, events: int, batch: int, seed
                     p = profiles[pid] = Profile(pid)
                 p.apply(ev, SOURCE, offset)
                 changed[pid] = p
-            store.write(changed.values())
+            store.apply({pid: encode_profile(p) for pid, p in changed.items()}, {pid: pid for pid in changed},
+                        {pid: encode_members([pid]) for pid in changed})
         elapsed = time.perf_counter() - start
         conn.recv()
         conn.send(("stopped", {"writes": done, "seconds": elapsed}))
