@@ -27,6 +27,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from flows import metrics as m
+from flows.quality_metrics import observe_batch
 from flows.records import DeadLetter, EraseRequest, ParsedEvent, RawRecord, Routed, StoreWrite
 from flows.runtime_state import ProcessorState
 from operators.events import DEFAULT_OPTIONS, InvalidEvent, ParseOptions, parse_event
@@ -65,6 +66,7 @@ def parse_batch(records: list[RawRecord], options: ParseOptions = DEFAULT_OPTION
         counter.inc(n)
     if invalid:
         m.INVALID.inc(invalid)
+    observe_batch(records, out)
     return out
 
 

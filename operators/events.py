@@ -242,7 +242,7 @@ def _validate(doc: dict[str, Any], now_ms: int | None, options: ParseOptions) ->
     etype = doc.get("type")
     if etype is None:
         raise _Reject("missing_field", "field 'type' is required")
-    if etype not in _EVENT_TYPE_SET:
+    if not isinstance(etype, str) or etype not in _EVENT_TYPE_SET:  # a list/dict is unhashable
         shown = repr(etype) if isinstance(etype, str) else f"of JSON type {type(etype).__name__}"
         raise _Reject("unknown_type", f"type {shown} is not one of: {', '.join(EVENT_TYPES)}")
     user_id = _id(doc, "user_id")

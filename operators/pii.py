@@ -27,7 +27,8 @@ from typing import Any
 import orjson
 
 PII_FIELDS = ("email", "phone")
-_EMAIL_RE = re.compile(rb"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# Local part: RFC 5322 atext and dots (``!#$%&'*+/=?^_`{|}~`` are legal: ``*@a.ae`` is an address).
+_EMAIL_RE = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _PHONE_FIELD_RE = re.compile(rb'("phone"\s*:\s*)"[^"]*"')
 _EMAIL_FIELD_RE = re.compile(rb'("email"\s*:\s*)"[^"]*"')
 

@@ -28,8 +28,10 @@ from pulse.config import ConfigError, PulseConfig, load_config
 log = logging.getLogger("pulse")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def _setup_logging(level: str, fmt: str) -> None:
+    from pulse.logs import setup_logging
+
+    setup_logging(level, fmt)
     if level != "DEBUG":
         # Bytewax reports a stop by signal with a Rust backtrace when RUST_BACKTRACE is
         # set; a signal is a normal way to stop, so keep the log readable.
@@ -45,17 +47,20 @@ def _start_metrics(host: str, port: int) -> int:
 
 def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
     from flows.runtime import ensure_topics, flow_settings, kafka_flow, run_flow
+    from flows.store_stats import start_store_stats
     from state.store import RocksStore
 
     flow_settings(cfg)  # fail before touching Kafka or the store if a setting is missing
     ensure_topics(cfg)
     store = RocksStore(cfg.store_dir)
     port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
+    stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)
     log.info("processing %s from %s into %s; metrics on http://%s:%d/metrics", cfg.kafka.events_topic,
              cfg.kafka.bootstrap_servers, cfg.store_dir, cfg.processor.metrics_host, port)
     try:
         run_flow(kafka_flow(cfg, store, tail=not args.exit_at_end), cfg)
     finally:
+        stats.stop()
         store.close()
         log.info("stopped: %s", _summary())
     return 0
@@ -77,6 +82,7 @@ def cmd_serve(cfg: PulseConfig, args: argparse.Namespace) -> int:
 
 def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
     from flows.runtime import demo_flow, run_flow
+    from flows.store_stats import start_store_stats
     from serving.server import create_server
     from state.store import RocksReader, RocksStore
 
@@ -87,6 +93,7 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
                                       default_consent=cfg.privacy.default_consent == "opt-out")
     server.start()
     metrics_port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
+    stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)
     host = cfg.serving.grpc_address.rsplit(":", 1)[0]
     address = f"{host}:{grpc_port}"
     print(
@@ -104,6 +111,7 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
         run_flow(demo_flow(cfg, store, limit=args.limit), cfg)
     finally:
         server.stop(grace=1).wait()
+        stats.stop()
         reader.close()
         store.close()
     return 0
@@ -288,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="print everything stored about a user as JSON (GDPR/CCPA access)")
     p.add_argument("user", metavar="USER", help="a user id, or a typed alias (anon:..., device:..., email:<hash>)")
     p.set_defaults(func=cmd_export)
+    from pulse import status
+
+    p = sub.add_parser("status", help="one-screen summary of a running Pulse (for whoever is on call)")
+    status.add_arguments(p)
+    p.set_defaults(func=status.cmd_status)
     p = sub.add_parser("config", help="print the effective configuration")
     p.set_defaults(func=cmd_config)
     return parser
@@ -300,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pulse: configuration error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(cfg.log.level)
+    _setup_logging(cfg.log.level, cfg.log.format)
     try:
         return args.func(cfg, args)
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@ Every setting is ``[section] key`` in the file and ``PULSE_<SECTION>_<KEY>`` in 
 environment (e.g. ``PULSE_KAFKA_BOOTSTRAP_SERVERS``). librdkafka settings go in the
 ``[kafka.consumer]`` / ``[kafka.producer]`` tables, or ``PULSE_KAFKA_CONSUMER__<NAME>`` /
 ``PULSE_KAFKA_PRODUCER__<NAME>`` with dots written as ``_`` (``..._SECURITY_PROTOCOL``).
-Variables named ``PULSE_TEST_*`` belong to the test suite and are ignored here.
+Variables named ``PULSE_TEST_*`` belong to the test suite and are ignored here, as are
+Kubernetes service links (``PULSE_GRPC_PORT``, ``PULSE_GRPC_SERVICE_HOST``, ...).
 A bad file or value fails at start with the file, the line and what is wrong.
 """
 
@@ -91,6 +92,7 @@ class GeneratorConfig:
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
+    format: str = "text"  # "text" or "json" (one JSON object per line)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,10 @@ _SECTION_TYPES = {
 }
 _TABLE_FIELDS = {("kafka", "consumer"), ("kafka", "producer")}
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+# Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT, <SERVICE>_PORT_50051_TCP...
+# for every Service; a Service named "pulse-..." must not break configuration loading.
+_SERVICE_LINK = re.compile(r"^PULSE_[A-Z0-9_]*?(_SERVICE_HOST|_SERVICE_PORT(_[A-Z0-9_]+)?|_PORT_\d+_(TCP|UDP|SCTP)(_[A-Z]+)?)$")
+_SERVICE_LINK_PORT = re.compile(r"^PULSE_[A-Z0-9_]+_PORT$")  # value: tcp://host:port
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:
@@ -212,6 +218,7 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("generator", "invalid_rate", 0 <= cfg.generator.invalid_rate <= 1, "must be in [0, 1]"),
         ("log", "level", cfg.log.level in ("DEBUG", "INFO", "WARNING", "ERROR"),
          "must be one of DEBUG, INFO, WARNING, ERROR"),
+        ("log", "format", cfg.log.format in ("text", "json"), "must be \"text\" or \"json\""),
     ]
     for section, key, ok, what in checks:
         if not ok:
@@ -262,6 +269,9 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     prefix = "PULSE_"
     for var, raw in env.items():
         if not var.startswith(prefix) or var == "PULSE_CONFIG" or var.startswith("PULSE_TEST_"):
+            continue
+        link = _SERVICE_LINK.match(var) or (_SERVICE_LINK_PORT.match(var) and "://" in raw)
+        if link and not any(var.startswith(f"PULSE_{sec.upper()}_") for sec in _SECTION_TYPES):
             continue
         rest = var[len(prefix):].lower()
         for section, cls in _SECTION_TYPES.items():

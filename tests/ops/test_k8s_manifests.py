@@ -1,7 +1,7 @@
 """deploy/k8s/: every manifest is valid against the Kubernetes schema (kubernetes-validate,
 strict: unknown fields are errors), and the facts the deployment relies on hold: the
 processor's state on a persistent volume claim, the server's readiness on the gRPC health
-service, configuration from the ConfigMap (and valid for Pulse), the password from the Secret."""
+service, configuration from the ConfigMap (and valid for Pulse), secrets from the Secret."""
 
 from __future__ import annotations
 
@@ -108,10 +108,19 @@ def test_server_shares_the_volume_and_is_ready_only_when_grpc_health_says_so():
         one("StatefulSet", "pulse")["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_password_comes_from_the_secret_and_config_from_the_configmap():
-    secret = one("Secret", "pulse-kafka")
+SECRET_ENV = {
+    "processor": {"PULSE_KAFKA_CONSUMER__SASL_PASSWORD": "sasl-password",
+                  "PULSE_KAFKA_PRODUCER__SASL_PASSWORD": "sasl-password",
+                  "PULSE_PRIVACY_PII_SECRET": "pii-secret"},
+    "serve": {"PULSE_KAFKA_PRODUCER__SASL_PASSWORD": "sasl-password",
+              "PULSE_SERVING_ADMIN_API_KEY": "admin-api-key"},
+}
+
+
+def test_secrets_come_from_the_secret_and_config_from_the_configmap():
+    secret = one("Secret", "pulse-secrets")
     keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
-    config_map = one("ConfigMap", "pulse-config")
+    toml = one("ConfigMap", "pulse-config")["data"]["pulse.toml"]
     volumes = {v["name"]: v for v in one("StatefulSet", "pulse")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["config"]["configMap"]["name"] == "pulse-config"
     for name, container in containers().items():
@@ -119,14 +128,17 @@ def test_password_comes_from_the_secret_and_config_from_the_configmap():
         mount = {m["name"]: m for m in container["volumeMounts"]}["config"]
         assert mount["readOnly"] is True
         assert env["PULSE_CONFIG"]["value"] == mount["mountPath"] + "/pulse.toml", name
-        for e in container["env"]:
-            assert "password" not in str(e.get("value", "")).lower(), f"{name}: a literal secret in env"
+        for var, key in SECRET_ENV[name].items():
+            ref = env[var]["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "pulse-secrets" and ref["key"] == key and key in keys, (name, var)
+        for e in container["env"]:  # nothing secret spelled out
+            assert "valueFrom" in e or not any(w in e["name"] for w in ("PASSWORD", "SECRET", "KEY")), e
+    # The PII secret is required (the processor refuses to start without it); the admin key is not.
     processor_env = {e["name"]: e for e in containers()["processor"]["env"]}
-    for var in ("PULSE_KAFKA_CONSUMER__SASL_PASSWORD", "PULSE_KAFKA_PRODUCER__SASL_PASSWORD"):
-        ref = processor_env[var]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == "pulse-kafka" and ref["key"] in keys
+    assert not processor_env["PULSE_PRIVACY_PII_SECRET"]["valueFrom"]["secretKeyRef"].get("optional", False)
     # No secret in the ConfigMap.
-    assert "password" not in config_map["data"]["pulse.toml"].lower()
+    for word in ("password", "pii_secret", "admin_api_key"):
+        assert word not in toml.lower(), word
 
 
 def test_configmap_is_a_valid_pulse_configuration(tmp_path):
@@ -138,9 +150,9 @@ def test_configmap_is_a_valid_pulse_configuration(tmp_path):
         env = {e["name"]: e.get("value", "from-secret") for e in container["env"]}
         cfg = load_config(path, env)
         assert cfg.state.dir == STATE_DIR, name
-        if "PULSE_KAFKA_CONSUMER__SASL_PASSWORD" in env:
+        assert cfg.kafka.producer["sasl.password"] == "from-secret", name
+        if name == "processor":
             assert cfg.kafka.consumer["sasl.password"] == "from-secret"
-            assert cfg.kafka.producer["sasl.password"] == "from-secret"
         # Reachable from outside the pod: Prometheus scrapes, clients call gRPC.
         assert cfg.processor.metrics_host == cfg.serving.metrics_host == "0.0.0.0"
         assert cfg.serving.grpc_address == "0.0.0.0:50051"

@@ -278,9 +278,6 @@ def test_every_dashboard_query_is_accepted_and_the_core_panels_have_data(stack):
     assert core <= with_data, f"core panels without data: {sorted(core - with_data)}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="waits for the wiring of issue 8: `pulse run`/`pulse demo` start flows.store_stats "
-                          "and parse_batch calls flows.quality_metrics.observe_batch; then remove this marker")
 def test_store_and_data_quality_series_are_fed(stack):
     prom = stack["prometheus"]
     job = '{job="pulse-processor"}'

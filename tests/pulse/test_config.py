@@ -74,3 +74,11 @@ def test_bad_environment_names_the_variable(env, message):
     with pytest.raises(ConfigError) as err:
         load_config(None, env)
     assert message in str(err.value)
+
+
+def test_kubernetes_service_links_are_ignored_but_typos_are_not():
+    links = {"PULSE_GRPC_SERVICE_HOST": "10.0.0.1", "PULSE_GRPC_PORT": "tcp://10.0.0.1:50051",
+             "PULSE_GRPC_PORT_50051_TCP_ADDR": "10.0.0.1", "PULSE_GRPC_SERVICE_PORT_GRPC": "50051"}
+    assert load_config(None, links) == PulseConfig()
+    with pytest.raises(ConfigError, match="PULSE_SERVNG_METRICS_PORT: unknown section"):
+        load_config(None, {"PULSE_SERVNG_METRICS_PORT": "1"})

@@ -110,7 +110,7 @@ def test_summary_of_both_processes_with_rates_from_two_samples(endpoints):
     assert text.count("pulse 9.9.9 · python 3.11.0 · bytewax 0.21.1") == 2
     assert "in 11,000 · applied 9,000 · duplicate 500 · invalid 500 (4.5 % invalid)" in text
     rate = float(re.search(r"throughput\s+in ([\d,.]+)/s", text).group(1).replace(",", ""))
-    assert 500 < rate <= 2000, text
+    assert 200 < rate <= 2000, text  # 1,000 more records over >= 0.5 s
     assert "consumer lag 150 records over 2 partitions" in text
     # 99 of 100 ingest observations at 50 ms (bucket 10-100 ms), one at 5 s: since start,
     # because nothing was observed between the samples.

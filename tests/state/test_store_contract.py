@@ -102,4 +102,4 @@ def test_identity_records_and_deletes_in_one_batch(store):
     store.apply({"user:u": None}, {"user:u": None, "anon:a": None}, {"user:u": None})
     assert store.get("user:u") is None and store.profile_of("anon:a") is None
     assert store.members_of("user:u") is None
-    assert list(store.dump()) == [("meta", b"format", b"pulse-store-v2")] or list(store.dump()) == []
+    assert [row for row in store.dump() if row[0] != "meta"] == []
