@@ -32,9 +32,10 @@ from flows.records import DeadLetter, EraseRequest, ParsedEvent, RawRecord, Rout
 from flows.runtime_state import ProcessorState
 from operators.events import DEFAULT_OPTIONS, InvalidEvent, ParseOptions, parse_event
 from operators.identity import is_alias
+from operators.items import WEIGHTS
 from operators.pii import scrub_record
 from operators.profile import APPLIED, Policy
-from state.codec import encode_profile
+from state.codec import encode_item, encode_profile
 from state.store import ProfileStore, encode_members
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
         with st.lock:
             write = StoreWrite(write_seq=st.next_seq())
             dirty: set[str] = set()
+            dirty_items: set[str] = set()
             outcomes: dict[str, int] = {}
             for item in values:
                 if item.routing.alias_updates or item.routing.member_updates:
@@ -155,9 +157,13 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 if outcome == APPLIED:
                     dirty.add(pid)
+                    self._items(pe.event, dirty_items)
                     if write.oldest_ingest_ms == 0 or pe.ingest_ms < write.oldest_ingest_ms:
                         write.oldest_ingest_ms = pe.ingest_ms
                     write.newest_event_ms = max(write.newest_event_ms, pe.event.ts_ms)
+            for item_id in dirty_items:
+                write.items[item_id] = encode_item(st.items.get(item_id))
+                st.items.changed(item_id, write.write_seq)
             for pid in dirty:
                 profile = st.profiles.get(pid)
                 profile.compact(st.policy)
@@ -166,9 +172,18 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
             m.PROFILES_IN_MEMORY.set(len(st.profiles))
         for outcome, n in outcomes.items():
             m.OUTCOME[outcome].inc(n)
-        if not write.profiles and not write.aliases and not write.members and not write.erasures:
+        if not (write.profiles or write.aliases or write.members or write.erasures or write.items):
             return [], self.DISCARD
         return [write], self.DISCARD
+
+    def _items(self, event, dirty_items: set[str]) -> None:
+        """Item popularity from applied (hence deduplicated, consented) behaviour."""
+        if event.type not in WEIGHTS:
+            return
+        for line in event.items:
+            self._state.items.get(line.item_id).observe(event.type, event.ts_ms, quantity=line.quantity,
+                                                        category=line.category, price=line.price)
+            dirty_items.add(line.item_id)
 
     def snapshot(self) -> None:
         return None  # never called: the logic is discarded after every batch
@@ -208,12 +223,14 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         profiles: dict[str, bytes | None] = {}
         aliases: dict[str, str | None] = {}
         members: dict[str, bytes | None] = {}
+        item_stats: dict[str, bytes] = {}
         for w in items:  # later writes win, as they would one by one
             profiles.update(w.profiles)
             aliases.update(w.aliases)
             members.update(w.members)
+            item_stats.update(w.items)
         t0 = time.perf_counter()
-        self._store.apply(profiles, aliases, members)
+        self._store.apply(profiles, aliases, members, item_stats)
         m.STORE_WRITE.observe(time.perf_counter() - t0)
         self._state.written({w.write_seq for w in items}, set().union(*(w.identity_seqs for w in items)))
         m.PROFILES_WRITTEN.inc(sum(1 for v in profiles.values() if v is not None))

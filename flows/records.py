@@ -61,6 +61,7 @@ class StoreWrite:
     profiles: dict[str, bytes | None] = field(default_factory=dict)  # None = delete
     aliases: dict[str, str | None] = field(default_factory=dict)  # alias -> profile id
     members: dict[str, bytes | None] = field(default_factory=dict)  # profile id -> aliases
+    items: dict[str, bytes] = field(default_factory=dict)  # item id -> item statistics
     erasures: list[dict] = field(default_factory=list)  # erase records to publish
     identity_seqs: set[int] = field(default_factory=set)  # identity changes this write persists
     write_seq: int = 0  # this write's number (unpins the profile cache once written)

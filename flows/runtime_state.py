@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 
 from operators.identity import IdentityIndex
+from operators.items import ItemStats
 from operators.profile import Policy, Profile
 from state.store import ProfileStore
 
@@ -67,6 +68,36 @@ class ProfileCache:
                 del self._entries[pid]
 
 
+class ItemTable:
+    """Item statistics in front of the store (bounded like the profile cache)."""
+
+    def __init__(self, store: ProfileStore, capacity: int) -> None:
+        self._store = store
+        self._capacity = capacity
+        self._entries: OrderedDict[str, ItemStats] = OrderedDict()
+        self._pinned: dict[str, int] = {}
+
+    def get(self, item_id: str) -> ItemStats:
+        entries = self._entries
+        item = entries.get(item_id)
+        if item is not None:
+            entries.move_to_end(item_id)
+            return item
+        item = self._store.get_item(item_id) or ItemStats(item_id)
+        entries[item_id] = item
+        if len(entries) > self._capacity:
+            for key in list(entries)[: len(entries) - self._capacity + self._capacity // 10]:
+                if key not in self._pinned:
+                    del entries[key]
+        return item
+
+    def changed(self, item_id: str, seq: int) -> None:
+        self._pinned[item_id] = seq
+
+    def written(self, seqs: set[int]) -> None:
+        self._pinned = {k: s for k, s in self._pinned.items() if s not in seqs}
+
+
 class ProcessorState:
     """What the profile step shares: store, caches, identity index, privacy policy."""
 
@@ -74,6 +105,7 @@ class ProcessorState:
         self.store = store
         self.policy = policy
         self.profiles = ProfileCache(store, cache_profiles)
+        self.items = ItemTable(store, cache_profiles)
         self.identity = IdentityIndex(store.profile_of, store.members_of, max_aliases=max_aliases,
                                       cache_size=cache_profiles * 2)
         self.lock = threading.Lock()
@@ -87,4 +119,5 @@ class ProcessorState:
         """Called by the store sink after a WriteBatch landed."""
         with self.lock:
             self.profiles.written(write_seqs)
+            self.items.written(write_seqs)
             self.identity.written(identity_seqs)

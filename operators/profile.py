@@ -39,6 +39,7 @@ MAX_CATEGORIES = 50
 MAX_CART_LINES = 100
 MAX_CART_OPS = 20
 MAX_MERGED_FROM = 50
+MAX_PURCHASED = 200
 
 # Outcomes of Profile.apply (metric label values).
 APPLIED = "applied"
@@ -89,6 +90,7 @@ class Profile:
     seen: dict[str, int] = field(default_factory=dict)  # event_id digest -> event time
     consent: dict[str, list] = field(default_factory=dict)  # purpose -> [granted, event time]
     merged_from: list[str] = field(default_factory=list)  # profile ids absorbed by stitching
+    purchased: dict[str, int] = field(default_factory=dict)  # item -> last purchase time (newest kept)
 
     def is_applied(self, source: str, offset: int) -> bool:
         last = self.positions.get(source)
@@ -146,6 +148,7 @@ class Profile:
         self.orders = 0
         self.cart_log = {}
         self.categories = {}
+        self.purchased = {}
         self.last_device = self.last_channel = None
         self.last_geo = None
         self.seen = {}
@@ -181,6 +184,7 @@ class Profile:
             for line in event.items:
                 self.total_spend += line.price * line.quantity
                 self._cart_bought(line.item_id, ts, line.price, line.category)
+                self._bought(line.item_id, ts)
             self.total_spend = round(self.total_spend, 2)
 
     def absorb(self, other: Profile, policy: Policy = DEFAULT_POLICY) -> bool:
@@ -212,6 +216,8 @@ class Profile:
                 self._cart_op(item_id, ts, delta, None, None)
         for category, n in other.categories.items():
             self._count_category(category, n)
+        for item_id, ts in other.purchased.items():
+            self._bought(item_id, ts)
         for digest, ts in other.seen.items():
             self.seen.setdefault(digest, ts)
         for source, offset in other.positions.items():
@@ -281,6 +287,13 @@ class Profile:
             (_t1, d1), (t2, d2) = line["ops"][:2]
             line["ops"][:2] = [[t2, d1 + d2]]
 
+    def _bought(self, item_id: str, ts: int) -> None:
+        if ts > self.purchased.get(item_id, -1):
+            self.purchased[item_id] = ts
+        if len(self.purchased) > MAX_PURCHASED:
+            oldest = min(self.purchased.items(), key=lambda kv: (kv[1], kv[0]))[0]
+            del self.purchased[oldest]
+
     def _cart_bought(self, item_id: str, ts: int, price: float | None = None, category: str | None = None) -> None:
         line = self._cart_line(item_id)
         self._cart_op(item_id, ts, 0, price, category)
@@ -313,6 +326,7 @@ class Profile:
             "seen": self.seen,
             "consent": self.consent,
             "merged_from": self.merged_from,
+            "purchased": self.purchased,
         }
 
     @classmethod
@@ -337,6 +351,7 @@ class Profile:
                 seen=rec["seen"],
                 consent=rec["consent"],
                 merged_from=rec["merged_from"],
+                purchased=rec.get("purchased", {}),
             )
         except KeyError as exc:
             raise ProfileRecordError(f"profile record lacks field {exc.args[0]!r}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from operators.items import ItemStats
 from operators.profile import Profile, ProfileRecordError
 
 
@@ -24,3 +25,14 @@ def decode_profile(raw: bytes) -> Profile:
 
 def profile_key(profile_id: str) -> bytes:
     return profile_id.encode("utf-8")
+
+
+def encode_item(item: ItemStats) -> bytes:
+    return orjson.dumps(item.to_record())
+
+
+def decode_item(raw: bytes) -> ItemStats:
+    try:
+        return ItemStats.from_record(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise StateCodecError(f"undecodable item record ({len(raw)} bytes): {exc}") from exc

@@ -4,7 +4,7 @@ Two implementations share one contract (``tests/state/test_store_contract.py``):
 ``MemoryStore`` for unit tests and ``RocksStore`` (rocksdict) for everything real.
 Layout: column family ``profiles`` (profile id -> profile record); the default column
 family holds identity (``a<alias>`` -> profile id, ``m<profile id>`` -> JSON list of its
-aliases) and meta (``\x00<name>``). Few column families on purpose: a secondary's
+aliases), item statistics (``i<item id>`` -> item record) and meta (``\x00<name>``). Few column families on purpose: a secondary's
 catch-up costs ~0.7 ms per column family here, with the GIL held (measured: 1.8 ms with
 one named family, 4.1 ms with four), and that is the serving tail latency.
 """
@@ -21,13 +21,15 @@ import orjson
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from operators.profile import Profile
-from state.codec import decode_profile, encode_profile, profile_key
+from operators.items import ItemStats
+from state.codec import decode_item, decode_profile, encode_profile, profile_key
 
 PROFILES_CF = "profiles"
-IDENTITY_CF = "identity"  # logical kinds; identity and meta share the default family
+IDENTITY_CF = "identity"  # logical kinds; identity, items and meta share the default family
+ITEMS_CF = "items"
 META_CF = "meta"
 COLUMN_FAMILIES = (PROFILES_CF,)
-_PHYSICAL = {PROFILES_CF: PROFILES_CF, IDENTITY_CF: "default", META_CF: "default"}
+_PHYSICAL = {PROFILES_CF: PROFILES_CF, IDENTITY_CF: "default", ITEMS_CF: "default", META_CF: "default"}
 _META_PREFIX = b"\x00"
 STORE_FORMAT = b"pulse-store-v3"
 
@@ -38,6 +40,10 @@ def alias_key(alias: str) -> bytes:
 
 def members_key(profile_id: str) -> bytes:
     return b"m" + profile_id.encode("utf-8")
+
+
+def item_key(item_id: str) -> bytes:
+    return b"i" + item_id.encode("utf-8")
 
 
 def encode_members(aliases) -> bytes:
@@ -88,12 +94,24 @@ class _Lookups:
         raw = self._raw(IDENTITY_CF, members_key(profile_id))
         return None if raw is None else tuple(orjson.loads(raw))
 
+    def get_item(self, item_id: str) -> ItemStats | None:
+        raw = self._raw(ITEMS_CF, item_key(item_id))
+        return None if raw is None else decode_item(raw)
+
+    def iter_items(self) -> Iterator[ItemStats]:
+        """Every item record (a scan of the ``i`` key range)."""
+        for kind, key, raw in self.dump():
+            if kind == ITEMS_CF:
+                yield decode_item(raw)
+
     def write(self, profiles: Iterable[Profile]) -> None:
         self.apply({p.profile_id: encode_profile(p) for p in profiles})
 
 
-def _batch_items(profiles, aliases, members):
-    """(column family, key, value or None) for every change, in a stable order."""
+def _batch_items(profiles, aliases, members, items=None):
+    """(kind, key, value or None) for every change, in a stable order."""
+    for item_id, raw in (items or {}).items():
+        yield ITEMS_CF, item_key(item_id), raw
     for pid, raw in profiles.items():
         yield PROFILES_CF, profile_key(pid), raw
     for alias, pid in aliases.items():
@@ -106,15 +124,15 @@ class MemoryStore(_Lookups):
     """In-memory store with the same contract (keeps encoded bytes, like the real one)."""
 
     def __init__(self) -> None:
-        self._data: dict[str, dict[bytes, bytes]] = {cf: {} for cf in (PROFILES_CF, IDENTITY_CF, META_CF)}
+        self._data: dict[str, dict[bytes, bytes]] = {cf: {} for cf in (PROFILES_CF, IDENTITY_CF, ITEMS_CF, META_CF)}
         self._lock = threading.Lock()
 
     def _raw(self, cf: str, key: bytes) -> bytes | None:
         return self._data[cf].get(key)
 
-    def apply(self, profiles, aliases=None, members=None) -> None:
+    def apply(self, profiles, aliases=None, members=None, items=None) -> None:
         with self._lock:
-            for cf, key, value in _batch_items(profiles, aliases or {}, members or {}):
+            for cf, key, value in _batch_items(profiles, aliases or {}, members or {}, items):
                 if value is None:
                     self._data[cf].pop(key, None)
                 else:
@@ -146,11 +164,23 @@ def _cf_options() -> dict[str, Options]:
     return {name: Options(raw_mode=True) for name in COLUMN_FAMILIES}
 
 
+def _iter_items(cfs: dict) -> Iterator[ItemStats]:
+    for key, raw in cfs["default"].items(from_key=b"i"):
+        if not key.startswith(b"i"):
+            break
+        yield decode_item(raw)
+
+
 def _dump(cfs: dict) -> Iterator[tuple[str, bytes, bytes]]:
     for key, value in cfs[PROFILES_CF].items():
         yield PROFILES_CF, key, value
     for key, value in cfs["default"].items():
-        yield (META_CF, key[1:], value) if key.startswith(_META_PREFIX) else (IDENTITY_CF, key, value)
+        if key.startswith(_META_PREFIX):
+            yield META_CF, key[1:], value
+        elif key.startswith(b"i"):
+            yield ITEMS_CF, key, value
+        else:
+            yield IDENTITY_CF, key, value
 
 
 class RocksStore(_Lookups):
@@ -179,10 +209,10 @@ class RocksStore(_Lookups):
     def _raw(self, cf: str, key: bytes) -> bytes | None:
         return self._cfs[_PHYSICAL[cf]].get(key)
 
-    def apply(self, profiles, aliases=None, members=None) -> None:
+    def apply(self, profiles, aliases=None, members=None, items=None) -> None:
         """Write every change (``None`` deletes) atomically, in one WriteBatch."""
         wb = WriteBatch(raw_mode=True)
-        for cf, key, value in _batch_items(profiles, aliases or {}, members or {}):
+        for cf, key, value in _batch_items(profiles, aliases or {}, members or {}, items):
             handle = self._handles[_PHYSICAL[cf]]
             if value is None:
                 wb.delete(key, handle)
@@ -194,6 +224,9 @@ class RocksStore(_Lookups):
     def dump(self) -> Iterator[tuple[str, bytes, bytes]]:
         """Every (kind, key, value) in the store, across all column families: for audits."""
         yield from _dump(self._cfs)
+
+    def iter_items(self) -> Iterator[ItemStats]:
+        yield from _iter_items(self._cfs)
 
     def iter_profiles(self) -> Iterator[Profile]:
         for _key, raw in self._profiles_db.items():
@@ -290,6 +323,11 @@ class RocksReader(_Lookups):
         if self._profiles_db is None:
             raise StoreNotReady(f"no Pulse store at {self.path} yet: is 'pulse run' running?")
         yield from _dump(self._cfs)
+
+    def iter_items(self) -> Iterator[ItemStats]:
+        if self._profiles_db is None:
+            raise StoreNotReady(f"no Pulse store at {self.path} yet: is 'pulse run' running?")
+        yield from _iter_items(self._cfs)
 
     def apply(self, *args, **kwargs) -> None:
         raise StoreError("a reader cannot write")

@@ -131,6 +131,21 @@ def test_replayed_and_duplicated_records_are_not_counted_twice(store):
     retries = [RawRecord(r.value, r.key, r.source, 10_000 + i, r.ingest_ms) for i, r in enumerate(records[100:150])]
     run(records[300:] + retries, store)
     assert_matches_reference(store, records)
+    # Item statistics count each view, cart and purchase exactly once too.
+    expected: dict[str, list[int]] = {}
+    for r in records:
+        ev = parse_event(r.value, now_ms=r.ingest_ms)
+        if isinstance(ev, InvalidEvent) or ev.type not in ("product_view", "add_to_cart", "purchase"):
+            continue
+        for line in ev.items:
+            counts = expected.setdefault(line.item_id, [0, 0, 0])
+            slot = ("product_view", "add_to_cart", "purchase").index(ev.type)
+            counts[slot] += line.quantity if ev.type == "purchase" else 1
+    assert len(expected) > 20
+    for item_id, counts in expected.items():
+        got = store.get_item(item_id)
+        assert [got.views, got.carts, got.purchases] == counts, item_id
+        assert got.popularity(T0 + 600_000) > 0
 
 
 class CountingStore:

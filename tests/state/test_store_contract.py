@@ -103,3 +103,14 @@ def test_identity_records_and_deletes_in_one_batch(store):
     assert store.get("user:u") is None and store.profile_of("anon:a") is None
     assert store.members_of("user:u") is None
     assert [row for row in store.dump() if row[0] != "meta"] == []
+
+
+def test_item_records_round_trip_and_iterate(store):
+    from operators.items import ItemStats
+    from state.codec import encode_item
+
+    a, b = ItemStats("tent-1", category="outdoor/tents", score=2.5, ref_ms=10), ItemStats("boot-2", views=3)
+    store.apply({"user:u": encode_profile(Profile("user:u"))}, {"user:u": "user:u"}, {},
+                {"tent-1": encode_item(a), "boot-2": encode_item(b)})
+    assert store.get_item("tent-1") == a and store.get_item("nope") is None
+    assert sorted(i.item_id for i in store.iter_items()) == ["boot-2", "tent-1"]
