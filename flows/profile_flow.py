@@ -208,7 +208,7 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
             "alias": item.erase.alias,
             "profile_id": pid,
             "aliases": sorted(aliases),
-            "found": existed or bool(aliases),
+            "found": existed,
             "erased_ms": int(time.time() * 1000),
         })
         m.ERASURES.inc()
