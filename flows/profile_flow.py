@@ -54,8 +54,9 @@ def parse_batch(records: list[RawRecord], options: ParseOptions = DEFAULT_OPTION
             invalid += 1
             m.INVALID_BY_REASON[result.reason].inc()
             value, _removed = scrub_record(rec.value, options.pii_key)
-            if value is not rec.value:
-                rec = RawRecord(value, rec.key, rec.source, rec.offset, rec.ingest_ms)
+            key, _removed = scrub_record(rec.key, options.pii_key)  # producers may key by email
+            if value is not rec.value or key is not rec.key:
+                rec = RawRecord(value, key, rec.source, rec.offset, rec.ingest_ms)
             out.append(DeadLetter(rec, result))
         else:
             out.append(ParsedEvent(result, rec.source, rec.offset, rec.ingest_ms))

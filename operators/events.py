@@ -243,7 +243,7 @@ def _validate(doc: dict[str, Any], now_ms: int | None, options: ParseOptions) ->
     if etype is None:
         raise _Reject("missing_field", "field 'type' is required")
     if not isinstance(etype, str) or etype not in _EVENT_TYPE_SET:  # a list/dict is unhashable
-        shown = repr(etype) if isinstance(etype, str) else f"of JSON type {type(etype).__name__}"
+        shown = repr(etype[:64]) if isinstance(etype, str) else f"of JSON type {type(etype).__name__}"
         raise _Reject("unknown_type", f"type {shown} is not one of: {', '.join(EVENT_TYPES)}")
     user_id = _id(doc, "user_id")
     anonymous_id = _id(doc, "anonymous_id")
@@ -378,8 +378,10 @@ def _context(ctx: Any) -> Context:
         raise _Reject("bad_field", "field 'context' must be an object")
     geo_raw = ctx.get("geo")
     if type(geo_raw) is dict:
+        lat, lon = geo_raw.get("lat"), geo_raw.get("lon")
+        # The types too: True == 1 in a tuple, but only the number is a valid latitude.
         key: tuple = (ctx.get("device"), ctx.get("channel"), geo_raw.get("country"), geo_raw.get("city"),
-                      geo_raw.get("lat"), geo_raw.get("lon"))
+                      lat, lon, type(lat), type(lon))
     else:
         key = (ctx.get("device"), ctx.get("channel"), geo_raw)
     try:

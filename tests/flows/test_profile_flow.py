@@ -117,9 +117,10 @@ def test_dead_letter_carries_reason_bytes_and_position(store):
 def test_dead_letters_never_carry_raw_pii(store):
     bad = orjson.dumps({"event_id": "e2", "type": "identify", "email": "Alice@Example.com",
                         "phone": "+49 30 1234567", "timestamp": "nope"})
-    dead = run([RawRecord(bad, None, "events/0", 0, T0)], store)
+    dead = run([RawRecord(bad, b"Alice@Example.com", "events/0", 0, T0)], store)
     assert len(dead) == 1
     assert b"Alice" not in dead[0].record.value and b"1234567" not in dead[0].record.value
+    assert b"Alice" not in dead[0].record.key
     assert orjson.loads(dead[0].record.value)["email"] == "<redacted>"
 
 

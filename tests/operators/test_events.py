@@ -83,3 +83,11 @@ def test_user_id_wins_over_anonymous_id_as_profile_key():
     e = parse_event(ev(type="login", anonymous_id="anon-1"))
     assert e.profile_key == "user:u1" and e.anonymous_id == "anon-1"
     assert e.aliases == ("user:u1", "anon:anon-1")
+
+
+def test_a_cached_context_does_not_make_a_boolean_latitude_valid():
+    good = ev(context={"geo": {"lat": 1, "lon": 2}})
+    bad = ev(context={"geo": {"lat": True, "lon": 2}})
+    assert isinstance(parse_event(good, now_ms=NOW), Event)
+    result = parse_event(bad, now_ms=NOW)
+    assert isinstance(result, InvalidEvent) and "context.geo.lat" in result.detail

@@ -85,7 +85,8 @@ def valid_events(draw, emails=st.emails()) -> dict:
         doc["context"] = draw(st.fixed_dictionaries({}, optional={
             "device": st.sampled_from(["ios", "android", "web"]),
             "channel": st.sampled_from(["app", "email", "ads"]),
-            "geo": st.fixed_dictionaries({"country": st.just("DE"), "lat": st.floats(-90, 90), "lon": st.floats(-180, 180)}),
+            "geo": st.fixed_dictionaries({"country": st.just("DE"), "lat": st.floats(-90, 90),
+                                          "lon": st.floats(-180, 180)}),
         }))
     return doc
 
