@@ -79,6 +79,12 @@ class ServingConfig:
     catch_up_interval_ms: int = 20
     # Admin RPCs (erase, export) need this key in the `x-api-key` metadata; empty disables them.
     admin_api_key: str = ""
+    # GetRecommendations: at most this many items of one category per answer (diversity),
+    # the largest `k` a request may ask for, and how often the item index is rebuilt
+    # (only when the store changed).
+    max_per_category: int = 3
+    max_k: int = 100
+    items_refresh_ms: int = 2000
 
 
 @dataclass(frozen=True)
@@ -213,6 +219,9 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("serving", "max_workers", cfg.serving.max_workers >= 1, "must be at least 1"),
         ("serving", "catch_up_interval_ms", cfg.serving.catch_up_interval_ms >= 1, "must be at least 1"),
         ("serving", "grpc_address", ":" in cfg.serving.grpc_address, "must be host:port"),
+        ("serving", "max_per_category", cfg.serving.max_per_category >= 1, "must be at least 1"),
+        ("serving", "max_k", 1 <= cfg.serving.max_k <= 10_000, "must be in 1..10000"),
+        ("serving", "items_refresh_ms", cfg.serving.items_refresh_ms >= 10, "must be at least 10"),
         ("generator", "users", cfg.generator.users >= 1, "must be at least 1"),
         ("generator", "events_per_second", cfg.generator.events_per_second > 0, "must be positive"),
         ("generator", "invalid_rate", 0 <= cfg.generator.invalid_rate <= 1, "must be in [0, 1]"),

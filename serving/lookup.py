@@ -9,6 +9,7 @@ a typed alias (``"anon:a-9"``, ``"email:<hash>"``, …); see ``state.export.reso
 >>> check_user_id("")
 Traceback (most recent call last):
 serving.errors.InvalidArgument: user_id is required
+>>> check_optional_user_id("")  # an anonymous visitor
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from operators.identity import is_alias
+from operators.profile import Profile
 from serving.errors import InvalidArgument, StoreUnavailable
-from state.store import StoreNotReady
+from state.export import resolve
+from state.store import ProfileReader, StoreNotReady
 
 MAX_USER_ID_CHARS = 128
 MAX_REQUEST_ID_CHARS = 128
@@ -41,6 +44,29 @@ def check_user_id(user_id: str, field: str = "user_id") -> None:
                                   f"the limit is {MAX_USER_ID_CHARS}")
     elif len(user_id) > MAX_USER_ID_CHARS:
         raise InvalidArgument(f"{field} is {len(user_id)} characters long; the limit is {MAX_USER_ID_CHARS}")
+
+
+def check_optional_user_id(user_id: str, field: str = "user_id") -> None:
+    """Like ``check_user_id``, but empty is allowed: it means an anonymous visitor."""
+    if user_id == "":
+        return
+    if user_id.isspace():
+        raise InvalidArgument(f"{field} is only whitespace; leave it empty for an anonymous visitor")
+    check_user_id(user_id, field)
+
+
+def find_profile(reader: ProfileReader, user: str) -> tuple[str, Profile] | None:
+    """(profile id, profile) for a user id or typed alias; None if the store has neither."""
+    # Alias and profile are separate reads: a catch-up in between may land a merge
+    # (the profile moved to another id), so resolve again once.
+    for _attempt in range(2):
+        profile_id = resolve(reader, user)
+        if profile_id is None:
+            return None
+        profile = reader.get(profile_id)
+        if profile is not None:
+            return profile_id, profile
+    return None
 
 
 def check_request_id(request_id: str, field: str = "request_id") -> None:

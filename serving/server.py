@@ -1,14 +1,15 @@
 """The Pulse gRPC server: thin servicers over a profile reader, plus health and reflection.
 
-Services: ``pulse.v1.Pulse`` (GetProfile) and ``pulse.v1.Admin`` (EraseUser, ExportUser;
-API key in the ``x-api-key`` metadata, see ``serving.auth``).
+Services: ``pulse.v1.Pulse`` (GetProfile, GetRecommendations) and ``pulse.v1.Admin``
+(EraseUser, ExportUser; API key in the ``x-api-key`` metadata, see ``serving.auth``).
 
 ``create_server(address, reader)`` builds a server that is not started yet (tests bind
 port 0); ``serve(config)`` is the process entry point behind ``pulse serve``.
 
 While the server runs, a background thread calls ``reader.catch_up()`` every
-``catch_up_interval_ms`` so reads follow the writer; the health service reports
-SERVING only once the reader has opened the store.
+``catch_up_interval_ms`` so reads follow the writer, and rebuilds the item index used by
+GetRecommendations every ``items_refresh_ms`` when the store changed (``serving.catalog``);
+the health service reports SERVING only once the reader has opened the store.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from pulse.config import PulseConfig
 from serving.admin import ADMIN_SERVICE_NAME, AdminServicer
 from serving.auth import AdminInterceptor
 from serving.control import ControlPublisher
+from serving.catalog import LiveItemIndex
 from serving.errors import StatusInterceptor, UnknownProfile
-from serving.lookup import check_user_id, read_store
+from serving.lookup import check_optional_user_id, check_user_id, find_profile, read_store
 from serving.metrics import STORE_CATCH_UP, STORE_READY, start_metrics_endpoint
 from serving.profiles import write_profile
-from state.export import resolve
+from serving.recommend import DEFAULT_MAX_PER_CATEGORY, recommend
+from serving.recommendations import params_from_request, write_recommendations
 from state.store import ProfileReader, RocksReader
 
 log = logging.getLogger(__name__)
@@ -45,14 +48,25 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pulse_pb2.DESCRIPTOR.services_by_name["Pulse"].full_name  # "pulse.v1.Pulse"
 SERVICE_NAMES = (SERVICE_NAME, ADMIN_SERVICE_NAME)
 DEFAULT_GRACE_SECONDS = 5.0
+DEFAULT_MAX_K = 100
+DEFAULT_ITEMS_REFRESH_MS = 2000
 
 
 class PulseServicer(pulse_pb2_grpc.PulseServicer):
-    """Validates, reads, converts. Errors are raised as ``ServingError``s (see ``errors``)."""
+    """Validates, reads, converts. Errors are raised as ``ServingError``s (see ``errors``).
 
-    def __init__(self, reader: ProfileReader, policy: Policy = DEFAULT_POLICY) -> None:
+    ``items`` is the live item index for GetRecommendations (``create_server`` shares
+    it with the catch-up loop); by default one is built from ``reader`` on first use.
+    """
+
+    def __init__(self, reader: ProfileReader, policy: Policy = DEFAULT_POLICY, *,
+                 items: LiveItemIndex | None = None, max_k: int = DEFAULT_MAX_K,
+                 max_per_category: int = DEFAULT_MAX_PER_CATEGORY) -> None:
         self._reader = reader
         self._policy = policy
+        self._items = items if items is not None else LiveItemIndex(reader)
+        self._max_k = max_k
+        self._max_per_category = max_per_category
 
     def GetProfile(self, request: pulse_pb2.GetProfileRequest, context: grpc.ServicerContext):
         user_id = request.user_id
@@ -63,30 +77,34 @@ class PulseServicer(pulse_pb2_grpc.PulseServicer):
         return response
 
     def _read(self, user_id: str) -> pulse_pb2.GetProfileResponse | None:
-        reader = self._reader
-        # Alias, profile and members are separate reads: a catch-up in between may land
-        # a merge (the profile moved to another id), so resolve again once.
-        for _attempt in range(2):
-            profile_id = resolve(reader, user_id)
-            if profile_id is None:
-                return None
-            profile = reader.get(profile_id)
-            if profile is None:
-                continue
-            response = pulse_pb2.GetProfileResponse()
-            write_profile(response.profile, profile, aliases=reader.members_of(profile_id) or (profile_id,),
-                          policy=self._policy)
-            return response
-        return None
+        found = find_profile(self._reader, user_id)
+        if found is None:
+            return None
+        profile_id, profile = found
+        response = pulse_pb2.GetProfileResponse()
+        write_profile(response.profile, profile, aliases=self._reader.members_of(profile_id) or (profile_id,),
+                      policy=self._policy)
+        return response
+
+    def GetRecommendations(self, request: pulse_pb2.GetRecommendationsRequest, context: grpc.ServicerContext):
+        user_id = request.user_id
+        check_optional_user_id(user_id)
+        params = params_from_request(request, max_k=self._max_k, max_per_category=self._max_per_category)
+        index = self._items.current()
+        found = read_store(lambda: find_profile(self._reader, user_id)) if user_id else None
+        result = recommend(index, None if found is None else found[1], params, int(time.time() * 1000), self._policy)
+        return write_recommendations(pulse_pb2.GetRecommendationsResponse(), result)
 
 
 class _CatchUp:
     """Calls ``reader.catch_up()`` on a timer and keeps health and readiness in step."""
 
-    def __init__(self, reader: Any, health_servicer: health.HealthServicer, interval_s: float) -> None:
+    def __init__(self, reader: Any, health_servicer: health.HealthServicer, interval_s: float,
+                 items: LiveItemIndex | None = None) -> None:
         self._reader = reader
         self._health = health_servicer
         self._interval = interval_s
+        self._items = items
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ready: bool | None = None
@@ -110,8 +128,9 @@ class _CatchUp:
 
     def run_once(self) -> None:
         start = time.perf_counter()
+        changed = False
         try:
-            self._reader.catch_up()
+            changed = bool(self._reader.catch_up())
         except Exception as exc:  # keep serving what we have; say so once per distinct error
             text = f"{type(exc).__name__}: {exc}"
             if text != self._last_error:
@@ -122,6 +141,9 @@ class _CatchUp:
             if self._last_error is not None:
                 log.info("catching up with the profile store works again")
                 self._last_error = None
+        if self._items is not None:
+            # Before publishing: health turns SERVING with the first item index in place.
+            self._items.refresh(changed, self._reader_ready())
         self.publish()
 
     def _run(self) -> None:
@@ -184,6 +206,9 @@ def create_server(
     control: ControlPublisher | None = None,
     default_consent: bool = True,
     admin_api_key: str = "",
+    max_k: int = DEFAULT_MAX_K,
+    max_per_category: int = DEFAULT_MAX_PER_CATEGORY,
+    items_refresh_ms: int = DEFAULT_ITEMS_REFRESH_MS,
 ) -> tuple[PulseServer, int]:
     """Build (not start) a server for ``reader`` bound to ``address`` only; returns it and its port.
 
@@ -192,11 +217,20 @@ def create_server(
     for purposes a user never decided on (True: opt-out). Admin RPCs need
     ``admin_api_key`` (empty: disabled); EraseUser needs ``control`` (None: no Kafka,
     FAILED_PRECONDITION). The caller owns ``control`` and closes it after the server.
+    GetRecommendations accepts ``k`` up to ``max_k``, returns at most
+    ``max_per_category`` items of a category, and ranks an item index rebuilt every
+    ``items_refresh_ms`` when the store changed.
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, got {max_workers}")
     if catch_up_interval_ms < 1:
         raise ValueError(f"catch_up_interval_ms must be at least 1, got {catch_up_interval_ms}")
+    if max_k < 1:
+        raise ValueError(f"max_k must be at least 1, got {max_k}")
+    if max_per_category < 1:
+        raise ValueError(f"max_per_category must be at least 1, got {max_per_category}")
+    if items_refresh_ms < 1:
+        raise ValueError(f"items_refresh_ms must be at least 1, got {items_refresh_ms}")
     streaming = [f"{service.name}.{m.name}" for service in pulse_pb2.DESCRIPTOR.services_by_name.values()
                  for m in service.methods if m.client_streaming or m.server_streaming]
     if streaming:  # StatusInterceptor and AdminInterceptor wrap unary RPCs only
@@ -210,7 +244,10 @@ def create_server(
         # Fail loudly if the port is taken instead of silently sharing it (Linux default).
         options=[("grpc.so_reuseport", 0)],
     )
-    pulse_pb2_grpc.add_PulseServicer_to_server(PulseServicer(reader, Policy(default_consent=default_consent)), server)
+    items = LiveItemIndex(reader, items_refresh_ms)
+    servicer = PulseServicer(reader, Policy(default_consent=default_consent), items=items, max_k=max_k,
+                             max_per_category=max_per_category)
+    pulse_pb2_grpc.add_PulseServicer_to_server(servicer, server)
     pulse_pb2_grpc.add_AdminServicer_to_server(AdminServicer(reader, control), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -221,7 +258,7 @@ def create_server(
         raise OSError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
     if port == 0:  # older grpcio reports failure this way
         raise OSError(f"cannot bind the gRPC server to {address!r}")
-    catch_up = _CatchUp(reader, health_servicer, catch_up_interval_ms / 1000)
+    catch_up = _CatchUp(reader, health_servicer, catch_up_interval_ms / 1000, items)
     catch_up.publish()
     return PulseServer(server, health_servicer, catch_up), port
 
@@ -274,7 +311,9 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
             server, port = create_server(sc.grpc_address, reader, max_workers=sc.max_workers,
                                          catch_up_interval_ms=sc.catch_up_interval_ms, control=control,
                                          default_consent=config.privacy.default_consent == "opt-out",
-                                         admin_api_key=sc.admin_api_key)
+                                         admin_api_key=sc.admin_api_key, max_k=sc.max_k,
+                                         max_per_category=sc.max_per_category,
+                                         items_refresh_ms=sc.items_refresh_ms)
             server.start()
             address = _bound_address(sc.grpc_address, port)
             if not reader.ready:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from operators.items import ItemStats
 from operators.profile import Profile
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 from serving import PulseServer, create_server
-from state.codec import encode_profile
+from state.codec import encode_item, encode_profile
 from state.store import RocksReader, RocksStore, encode_members
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -70,6 +71,11 @@ def put_profile(store, profile: Profile, *aliases: str) -> None:
                 members={pid: encode_members(members)})
 
 
+def put_items(store, *items: ItemStats) -> None:
+    """Write item statistics, as the flow does (one WriteBatch)."""
+    store.apply(profiles={}, items={item.item_id: encode_item(item) for item in items})
+
+
 @dataclass
 class Running:
     server: PulseServer
@@ -80,6 +86,10 @@ class Running:
 
     def get(self, user_id: str, timeout: float = 5.0) -> pulse_pb2.GetProfileResponse:
         return self.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=user_id), timeout=timeout)
+
+    def recommend(self, user_id: str = "", timeout: float = 5.0, **fields) -> pulse_pb2.GetRecommendationsResponse:
+        request = pulse_pb2.GetRecommendationsRequest(user_id=user_id, **fields)
+        return self.stub.GetRecommendations(request, timeout=timeout)
 
     def erase(self, user_id: str, request_id: str = "", key: str | None = ADMIN_KEY,
               timeout: float = 30.0) -> pulse_pb2.EraseUserResponse:

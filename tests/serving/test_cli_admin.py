@@ -11,9 +11,18 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from pulse.cli import main
+from pulse.logs import reset_logging
 from state.store import RocksStore
 from tests.serving.conftest import make_profile, put_profile
 from tests.serving.test_control import read_topic
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_log_handler():
+    """main() sends the root logger to this test's (captured, then closed) stderr; later
+    tests' log lines, from server threads too, must not go there."""
+    yield
+    reset_logging()
 
 
 @pytest.fixture

@@ -31,6 +31,66 @@ class GetProfileResponse(_message.Message):
     profile: Profile
     def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
 
+class GetRecommendationsRequest(_message.Message):
+    __slots__ = ("user_id", "k", "context", "exclude_item_ids", "filters")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    k: int
+    context: RecommendationContext
+    exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    filters: RecommendationFilters
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., context: _Optional[_Union[RecommendationContext, _Mapping]] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[RecommendationFilters, _Mapping]] = ...) -> None: ...
+
+class RecommendationContext(_message.Message):
+    __slots__ = ("page_type", "current_item_id", "category", "channel")
+    PAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    page_type: str
+    current_item_id: str
+    category: str
+    channel: str
+    def __init__(self, page_type: _Optional[str] = ..., current_item_id: _Optional[str] = ..., category: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+
+class RecommendationFilters(_message.Message):
+    __slots__ = ("category_prefix", "min_price", "max_price")
+    CATEGORY_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    MIN_PRICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRICE_FIELD_NUMBER: _ClassVar[int]
+    category_prefix: str
+    min_price: float
+    max_price: float
+    def __init__(self, category_prefix: _Optional[str] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ...) -> None: ...
+
+class GetRecommendationsResponse(_message.Message):
+    __slots__ = ("items", "strategy", "personalized")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
+    strategy: str
+    personalized: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., strategy: _Optional[str] = ..., personalized: _Optional[bool] = ...) -> None: ...
+
+class RecommendedItem(_message.Message):
+    __slots__ = ("item_id", "score", "reason", "category", "price")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    score: float
+    reason: str
+    category: str
+    price: float
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[float] = ...) -> None: ...
+
 class Profile(_message.Message):
     __slots__ = ("profile_id", "event_counts", "last_seen", "first_seen", "total_spend", "orders", "cart", "top_categories", "last_device", "last_channel", "last_location", "version", "aliases", "consent", "personalization_allowed")
     class EventCountsEntry(_message.Message):

@@ -29,7 +29,6 @@ class PulseStub:
     """The Pulse personalization service.
 
     Planned additions to this service (same package, new RPCs):
-    GetRecommendations  ranked items for a user, computed at request time
     GetSegments         the segments a user is currently in
     Decide              an experiment / content decision for a user
     """
@@ -45,19 +44,50 @@ class PulseStub:
                 request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetProfileRequest.SerializeToString,
                 response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetProfileResponse.FromString,
                 _registered_method=True)
+        self.GetRecommendations = channel.unary_unary(
+                '/pulse.v1.Pulse/GetRecommendations',
+                request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsRequest.SerializeToString,
+                response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsResponse.FromString,
+                _registered_method=True)
 
 
 class PulseServicer:
     """The Pulse personalization service.
 
     Planned additions to this service (same package, new RPCs):
-    GetRecommendations  ranked items for a user, computed at request time
     GetSegments         the segments a user is currently in
     Decide              an experiment / content decision for a user
     """
 
     def GetProfile(self, request, context):
         """Returns the current profile of one user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRecommendations(self, request, context):
+        """Returns up to `k` items for a user (or an anonymous visitor), ranked at request
+        time from the item statistics and, when allowed, the user's profile.
+
+        Personal ranking ("personal") needs a stored profile whose personalization
+        consent is granted. Anyone else - an anonymous visitor (empty user_id), a user
+        the server does not know, a user who withdrew personalization consent - gets
+        the non-personal answer ("popular"), and the profile's history is not used at
+        all, not even to leave out bought items: for the same request the answer is
+        identical to an anonymous visitor's. An unknown user is therefore not an error.
+
+        Rules applied to every answer: `exclude_item_ids`, the current item and the
+        filters are left out; at most `serving.max_per_category` items (default 3) of
+        one category; ties in score are broken by item_id. A personal answer also
+        leaves out items in the user's cart and items the user has bought.
+
+        The item statistics are re-read every `serving.items_refresh_ms` (default 2 s)
+        when the store changed, so popularity lags events by up to that much.
+        An empty list (strategy "popular") when no item has been seen yet or nothing
+        passes the filters. INVALID_ARGUMENT for a bad `k`, too many exclusions,
+        min_price > max_price or an over-long user_id; UNAVAILABLE until the store
+        exists and its items have been read once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -71,6 +101,11 @@ def add_PulseServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetProfileRequest.FromString,
                     response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetProfileResponse.SerializeToString,
             ),
+            'GetRecommendations': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecommendations,
+                    request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsRequest.FromString,
+                    response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'pulse.v1.Pulse', rpc_method_handlers)
@@ -83,7 +118,6 @@ class Pulse:
     """The Pulse personalization service.
 
     Planned additions to this service (same package, new RPCs):
-    GetRecommendations  ranked items for a user, computed at request time
     GetSegments         the segments a user is currently in
     Decide              an experiment / content decision for a user
     """
@@ -105,6 +139,33 @@ class Pulse:
             '/pulse.v1.Pulse/GetProfile',
             proto_dot_pulse_dot_v1_dot_pulse__pb2.GetProfileRequest.SerializeToString,
             proto_dot_pulse_dot_v1_dot_pulse__pb2.GetProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecommendations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.v1.Pulse/GetRecommendations',
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsRequest.SerializeToString,
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
