@@ -86,8 +86,8 @@ class PulseServicer:
         when the store changed, so popularity lags events by up to that much.
         An empty list (strategy "popular") when no item has been seen yet or nothing
         passes the filters. INVALID_ARGUMENT for a bad `k`, too many exclusions,
-        min_price > max_price or an over-long user_id; UNAVAILABLE until the store
-        exists and its items have been read once.
+        min_price > max_price, or a blank or over-long user_id; UNAVAILABLE until the
+        processor has created the store.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
