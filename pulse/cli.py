@@ -90,7 +90,9 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
     reader = RocksReader(cfg.store_dir, Path(cfg.state.dir) / "readers" / f"demo-{os.getpid()}")
     server, grpc_port = create_server(cfg.serving.grpc_address, reader, max_workers=cfg.serving.max_workers,
                                       catch_up_interval_ms=cfg.serving.catch_up_interval_ms,
-                                      default_consent=cfg.privacy.default_consent == "opt-out")
+                                      default_consent=cfg.privacy.default_consent == "opt-out",
+                                      max_k=cfg.serving.max_k, max_per_category=cfg.serving.max_per_category,
+                                      items_refresh_ms=cfg.serving.items_refresh_ms)
     server.start()
     metrics_port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
     stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)

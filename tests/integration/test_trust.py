@@ -196,6 +196,12 @@ def test_erase_leaves_no_trace_and_is_published(pulse):
     finally:
         store.close()
     blob = b"\n".join(cf.encode() + b" " + k + b" " + v for cf, k, v in rows)
-    for trace in (b"cookie-gus", email_alias.encode(), b"tent-9"):
+    for trace in (b"cookie-gus", email_alias.encode()):
         assert trace not in blob, trace
     assert b"hal" in blob
+    # What gus did stays only as anonymous aggregates: item statistics count the cart add
+    # (keyed by item, with no reference to any person); no profile mentions the item.
+    personal = b"\n".join(k + b" " + v for cf, k, v in rows if cf != "items")
+    assert b"tent-9" not in personal
+    item = orjson.loads(next(v for cf, k, v in rows if cf == "items" and k == b"itent-9"))
+    assert item["carts"] == 1 and not any(key in item for key in ("user", "profile", "aliases"))
