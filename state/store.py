@@ -285,6 +285,8 @@ class RocksReader(_Lookups):
                 access_type=AccessType.secondary(str(self.secondary_dir)),
             )
         except Exception as exc:
+            if "Column family not found" in str(exc):
+                return False  # the writer is creating the store right now: not ready yet
             raise StoreError(f"cannot open the state store at {self.path} as a reader: {exc}") from exc
         self._db = db
         self._cfs = {"default": db, PROFILES_CF: db.get_column_family(PROFILES_CF)}

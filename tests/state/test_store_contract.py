@@ -114,3 +114,22 @@ def test_item_records_round_trip_and_iterate(store):
                 {"tent-1": encode_item(a), "boot-2": encode_item(b)})
     assert store.get_item("tent-1") == a and store.get_item("nope") is None
     assert sorted(i.item_id for i in store.iter_items()) == ["boot-2", "tent-1"]
+
+
+def test_reader_waits_while_the_writer_is_still_creating_the_store(tmp_path):
+    # A RocksDB directory without Pulse's column families yet (the writer mid-creation).
+    from rocksdict import Options, Rdict
+
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    half = Rdict(str(tmp_path / "db"), opts)
+    reader = RocksReader(tmp_path / "db", tmp_path / "reader")
+    assert not reader.ready
+    half.close()
+    del half
+    writer = RocksStore(tmp_path / "db")
+    writer.write([Profile("a", orders=3)])
+    reader.catch_up()
+    assert reader.ready and reader.get("a").orders == 3
+    reader.close()
+    writer.close()
