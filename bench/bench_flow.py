@@ -83,8 +83,9 @@ def baseline_consume(bootstrap: str, topic: str, partitions: int, n: int) -> flo
 
 
 def flow_run(bootstrap: str, topic: str, state_dir: Path) -> tuple[float, int]:
-    cfg = PulseConfig().with_overrides("kafka", bootstrap_servers=bootstrap, events_topic=topic,
-                                       dlq_topic=topic + ".dlq")
+    cfg = (PulseConfig()
+           .with_overrides("kafka", bootstrap_servers=bootstrap, events_topic=topic, dlq_topic=topic + ".dlq")
+           .with_overrides("privacy", pii_secret="bench-secret"))
     store = RocksStore(state_dir / "store")
     flow = kafka_flow(cfg, store, tail=False)
     t0 = time.perf_counter()

@@ -117,14 +117,14 @@ class IdentityIndex:
 
     # -- routing ------------------------------------------------------------------------
     def route(self, event_type: str, aliases: tuple[str, ...]) -> Routing:
-        known = {a: self.profile_of(a) for a in aliases}
         if event_type not in LINKING_TYPES:
-            for a in aliases:
-                if known[a] is not None:
-                    return Routing(known[a])
+            for a in aliases:  # strongest first: stop at the first known alias
+                pid = self.profile_of(a)
+                if pid is not None:
+                    return Routing(pid)
             pid = aliases[0]
             return self._apply(Routing(pid, alias_updates={pid: pid}, member_updates={pid: (pid,)}))
-        return self._link(aliases, known)
+        return self._link(aliases, {a: self.profile_of(a) for a in aliases})
 
     def _link(self, aliases: tuple[str, ...], known: dict[str, str | None]) -> Routing:
         # The clusters this event touches, and the aliases it brings that nobody has yet.
