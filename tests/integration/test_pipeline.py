@@ -76,6 +76,34 @@ class Pulse:
         self._out.close()
 
 
+class PulsePair:
+    """`pulse run` and `pulse serve` on one state directory, with stubs to the server."""
+
+    def __init__(self, bootstrap: str, events: str, dlq: str, tmp_path: Path, **extra_env: str) -> None:
+        grpc_port, metrics_port = free_port(), free_port()
+        self.env = pulse_env(bootstrap, events, dlq, tmp_path / "state",
+                             PULSE_SERVING_GRPC_ADDRESS=f"127.0.0.1:{grpc_port}",
+                             PULSE_PROCESSOR_METRICS_PORT=str(metrics_port), **extra_env)
+        self.bootstrap, self.events, self.tmp = bootstrap, events, tmp_path
+        self.metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.run = Pulse(["run"], self.env, tmp_path / "run.log")
+        self.serve = Pulse(["serve"], self.env, tmp_path / "serve.log")
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        self.stub = pulse_pb2_grpc.PulseStub(self.channel)
+        self.admin = pulse_pb2_grpc.AdminStub(self.channel)
+
+    def produce(self, records: list[tuple[bytes, bytes]]) -> None:
+        produce(self.bootstrap, self.events, records)
+
+    def logs(self) -> str:
+        return f"run log:\n{self.run.text()[-1500:]}\nserve log:\n{self.serve.text()[-1500:]}"
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.serve.stop()
+        self.run.stop()
+
+
 def pulse_env(bootstrap: str, events: str, dlq: str, state_dir: Path, **extra: str) -> dict[str, str]:
     env = {
         "PULSE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,

@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from operators.items import ItemStats
-from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
-from tests.integration.test_pipeline import Pulse, free_port, produce, pulse_env, wait_for
+from proto.pulse.v1 import pulse_pb2
+from tests.integration.test_pipeline import PulsePair, produce, wait_for
 
 pytestmark = pytest.mark.kafka
 TENTS, PANS = "outdoor/tents", "kitchen/pans"
@@ -86,26 +86,10 @@ def expected_popularity(records: list[tuple[bytes, bytes]]) -> dict[str, float]:
 
 @pytest.fixture
 def pulse(kafka_bootstrap, kafka_topic, tmp_path):
-    events, dlq = kafka_topic("events", partitions=3), kafka_topic("dlq")
-    grpc_port = free_port()
-    env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "state",
-                    PULSE_SERVING_GRPC_ADDRESS=f"127.0.0.1:{grpc_port}",
-                    PULSE_SERVING_ITEMS_REFRESH_MS="200")
-    run = Pulse(["run"], env, tmp_path / "run.log")
-    serve = Pulse(["serve"], env, tmp_path / "serve.log")
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-
-    class Handle:
-        pass
-
-    h = Handle()
-    h.run, h.serve, h.events, h.bootstrap = run, serve, events, kafka_bootstrap
-    h.stub = pulse_pb2_grpc.PulseStub(channel)
-    h.logs = lambda: f"run log:\n{run.text()[-1500:]}\nserve log:\n{serve.text()[-1500:]}"
-    yield h
-    channel.close()
-    serve.stop()
-    run.stop()
+    pair = PulsePair(kafka_bootstrap, kafka_topic("events", partitions=3), kafka_topic("dlq"), tmp_path,
+                     PULSE_SERVING_ITEMS_REFRESH_MS="200")
+    yield pair
+    pair.stop()
 
 
 def recommend(pulse, user: str = "", k: int = 20) -> pulse_pb2.GetRecommendationsResponse:

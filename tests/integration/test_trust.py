@@ -15,9 +15,9 @@ import pytest
 from confluent_kafka import Consumer
 
 from operators.pii import hash_email
-from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
+from proto.pulse.v1 import pulse_pb2
 from state.store import RocksStore
-from tests.integration.test_pipeline import REPO, Pulse, free_port, metric, produce, pulse_env, wait_for
+from tests.integration.test_pipeline import REPO, PulsePair, metric, wait_for
 
 pytestmark = pytest.mark.kafka
 SECRET = "integration-test-secret"
@@ -32,43 +32,23 @@ def ev(event_id: str, type_: str, ts: int, **ids_and_fields) -> tuple[bytes, byt
 
 @pytest.fixture
 def pulse(kafka_bootstrap, kafka_topic, tmp_path):
-    events, dlq = kafka_topic("events", partitions=3), kafka_topic("dlq")
-    grpc_port, metrics_port = free_port(), free_port()
-    env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "state",
-                    PULSE_SERVING_GRPC_ADDRESS=f"127.0.0.1:{grpc_port}",
-                    PULSE_PROCESSOR_METRICS_PORT=str(metrics_port),
-                    PULSE_SERVING_ADMIN_API_KEY=ADMIN_KEY)
-    run = Pulse(["run"], env, tmp_path / "run.log")
-    serve = Pulse(["serve"], env, tmp_path / "serve.log")
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-
-    class Handle:
-        pass
-
-    h = Handle()
-    h.env, h.events, h.run, h.serve, h.tmp = env, events, run, serve, tmp_path
-    h.bootstrap = kafka_bootstrap
-    h.stub = pulse_pb2_grpc.PulseStub(channel)
-    h.admin = pulse_pb2_grpc.AdminStub(channel)
-    h.metrics = f"http://127.0.0.1:{metrics_port}/metrics"
-    h.produce = lambda records: produce(kafka_bootstrap, events, records)
+    pair = PulsePair(kafka_bootstrap, kafka_topic("events", partitions=3), kafka_topic("dlq"), tmp_path,
+                     PULSE_SERVING_ADMIN_API_KEY=ADMIN_KEY)
 
     def profile(user, predicate=lambda p: True, timeout=60):
         def attempt():
             try:
-                p = h.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=user), timeout=2).profile
+                p = pair.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=user), timeout=2).profile
             except grpc.RpcError as err:
                 if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                     return None
                 raise
             return p if predicate(p) else None
-        return wait_for(attempt, timeout, f"profile of {user!r}\nrun log:\n{run.text()[-1500:]}")
+        return wait_for(attempt, timeout, f"profile of {user!r}\n{pair.logs()}")
 
-    h.profile = profile
-    yield h
-    channel.close()
-    serve.stop()
-    run.stop()
+    pair.profile = profile
+    yield pair
+    pair.stop()
 
 
 def test_duplicates_are_ignored_and_counted(pulse):
