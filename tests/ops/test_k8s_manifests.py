@@ -1,7 +1,9 @@
 """deploy/k8s/: every manifest is valid against the Kubernetes schema (kubernetes-validate,
 strict: unknown fields are errors), and the facts the deployment relies on hold: the
-processor's state on a persistent volume claim, the server's readiness on the gRPC health
-service, configuration from the ConfigMap (and valid for Pulse), secrets from the Secret."""
+processor (StatefulSet) keeps its state on a persistent volume claim, the server (Deployment)
+mounts that claim on the processor's node and is ready only on the gRPC health service, each
+Service selects the right pods, configuration comes from the ConfigMap (and is valid for
+Pulse), secrets from the Secret."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pulse.config import load_config
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 STATE_DIR = "/var/lib/pulse"
+PROCESSOR_CLAIM = "state-pulse-0"  # <volumeClaimTemplate>-<StatefulSet>-<ordinal>
 
 
 def manifests() -> list[tuple[str, dict]]:
@@ -39,8 +42,30 @@ def one(kind: str, name: str) -> dict:
     return found[0]
 
 
+def workloads() -> dict[str, dict]:
+    """The processor's StatefulSet and the server's Deployment, by the container they run."""
+    return {"processor": one("StatefulSet", "pulse"), "serve": one("Deployment", "pulse-server")}
+
+
+def pod_spec(container: str) -> dict:
+    return workloads()[container]["spec"]["template"]["spec"]
+
+
 def containers() -> dict[str, dict]:
-    return {c["name"]: c for c in one("StatefulSet", "pulse")["spec"]["template"]["spec"]["containers"]}
+    found = {}
+    for name, workload in workloads().items():
+        cs = workload["spec"]["template"]["spec"]["containers"]
+        assert [c["name"] for c in cs] == [name], f"{workload['metadata']['name']}: {[c['name'] for c in cs]}"
+        found[name] = cs[0]
+    return found
+
+
+def pod_labels(container: str) -> dict:
+    return workloads()[container]["spec"]["template"]["metadata"]["labels"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return selector.items() <= labels.items()
 
 
 def validate(doc: dict) -> str:
@@ -50,7 +75,7 @@ def validate(doc: dict) -> str:
 
 def test_there_are_manifests_of_each_kind():
     kinds = {doc["kind"] for _name, doc in manifests()}
-    assert {"StatefulSet", "Service", "ConfigMap", "Secret"} <= kinds
+    assert {"StatefulSet", "Deployment", "Service", "ConfigMap", "Secret"} <= kinds
 
 
 @pytest.mark.parametrize("name,doc", manifests(), ids=lambda v: v if isinstance(v, str) else v["metadata"]["name"])
@@ -93,10 +118,46 @@ def test_processor_keeps_rocksdb_and_recovery_on_a_persistent_volume_claim():
     assert sts["spec"]["replicas"] == 1  # one writer per state directory
 
 
-def test_server_shares_the_volume_and_is_ready_only_when_grpc_health_says_so():
+def test_workloads_have_distinct_components_and_select_their_own_pods():
+    for name, workload in workloads().items():
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert selects(selector, pod_labels(name)), name
+        assert "app.kubernetes.io/component" in selector, name
+    assert pod_labels("processor")["app.kubernetes.io/component"] == "processor"
+    assert pod_labels("serve")["app.kubernetes.io/component"] == "server"
+    # Neither workload's selector claims the other's pods.
+    assert not selects(workloads()["processor"]["spec"]["selector"]["matchLabels"], pod_labels("serve"))
+    assert not selects(workloads()["serve"]["spec"]["selector"]["matchLabels"], pod_labels("processor"))
+
+
+def test_server_mounts_the_processors_claim_on_the_processors_node():
+    sts = one("StatefulSet", "pulse")
+    deployment = one("Deployment", "pulse-server")
+    # The claim name the StatefulSet creates for its only replica.
+    template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert sts["spec"]["replicas"] == 1
+    assert f"{template}-{sts['metadata']['name']}-0" == PROCESSOR_CLAIM
+    volumes = {v["name"]: v for v in pod_spec("serve")["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == PROCESSOR_CLAIM
+    assert not volumes["state"]["persistentVolumeClaim"].get("readOnly", False)  # readers/<pid>/
+    serve = containers()["serve"]
+    mount = {m["name"]: m for m in serve["volumeMounts"]}["state"]
+    assert mount["mountPath"] == STATE_DIR and not mount.get("readOnly", False)
+    assert {e["name"]: e for e in serve["env"]}["PULSE_STATE_DIR"]["value"] == STATE_DIR
+    # A ReadWriteOnce volume is shared only on one node: required affinity to the processor pod.
+    terms = pod_spec("serve")["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert any(t["topologyKey"] == "kubernetes.io/hostname"
+               and selects(t["labelSelector"]["matchLabels"], pod_labels("processor"))
+               and not selects(t["labelSelector"]["matchLabels"], pod_labels("serve"))
+               for t in terms), terms
+    # One reader pod at a time: no surge pod during an update.
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_server_is_ready_only_when_grpc_health_says_so():
     serve = containers()["serve"]
     assert serve["args"] == ["serve"]
-    assert {m["name"]: m["mountPath"] for m in serve["volumeMounts"]}["state"] == STATE_DIR
     probe = serve["readinessProbe"]
     assert probe["grpc"]["port"] == 50051 and "service" not in probe["grpc"]  # "" = overall health
     assert {p["name"]: p["containerPort"] for p in serve["ports"]}["grpc"] == 50051
@@ -104,8 +165,30 @@ def test_server_shares_the_volume_and_is_ready_only_when_grpc_health_says_so():
     assert "grpc" not in serve["livenessProbe"]
     grpc_service = one("Service", "pulse-grpc")
     assert grpc_service["spec"]["ports"][0]["port"] == 50051
-    assert grpc_service["spec"]["selector"].items() <= \
-        one("StatefulSet", "pulse")["spec"]["template"]["metadata"]["labels"].items()
+    assert selects(grpc_service["spec"]["selector"], pod_labels("serve"))
+    assert not selects(grpc_service["spec"]["selector"], pod_labels("processor"))
+
+
+def test_prometheus_reaches_processor_and_server_metrics():
+    """Headless Services for scraping: processor metrics on 9464, server metrics on 9465, each
+    Service selecting only the pods that serve that port."""
+    sts = one("StatefulSet", "pulse")
+    governing = one("Service", sts["spec"]["serviceName"])
+    assert governing["spec"]["clusterIP"] == "None"
+    assert selects(governing["spec"]["selector"], pod_labels("processor"))
+    container_ports = {name: {p["containerPort"] for p in c["ports"]} for name, c in containers().items()}
+    reached = {"processor": set(), "serve": set()}
+    for service in by_kind("Service"):
+        if service["spec"].get("clusterIP") != "None":
+            continue
+        for name in reached:
+            if selects(service["spec"]["selector"], pod_labels(name)):
+                for port in service["spec"]["ports"]:
+                    target = port.get("targetPort", port["port"])
+                    # A Service selecting a pod without its port would give Prometheus a dead target.
+                    assert target in container_ports[name], (service["metadata"]["name"], name, target)
+                    reached[name].add(target)
+    assert 9464 in reached["processor"] and 9465 in reached["serve"], reached
 
 
 SECRET_ENV = {
@@ -121,9 +204,9 @@ def test_secrets_come_from_the_secret_and_config_from_the_configmap():
     secret = one("Secret", "pulse-secrets")
     keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
     toml = one("ConfigMap", "pulse-config")["data"]["pulse.toml"]
-    volumes = {v["name"]: v for v in one("StatefulSet", "pulse")["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["config"]["configMap"]["name"] == "pulse-config"
     for name, container in containers().items():
+        volumes = {v["name"]: v for v in pod_spec(name)["volumes"]}
+        assert volumes["config"]["configMap"]["name"] == "pulse-config", name
         env = {e["name"]: e for e in container["env"]}
         mount = {m["name"]: m for m in container["volumeMounts"]}["config"]
         assert mount["readOnly"] is True
@@ -162,12 +245,14 @@ def test_configmap_is_a_valid_pulse_configuration(tmp_path):
 
 
 def test_pods_run_as_non_root_with_limits_and_no_service_link_variables():
-    spec = one("StatefulSet", "pulse")["spec"]["template"]["spec"]
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    assert spec["securityContext"]["runAsUser"] != 0
-    # Service links would inject PULSE_GRPC_PORT & co., which Pulse rejects as unknown settings.
-    assert spec["enableServiceLinks"] is False
     for name, c in containers().items():
+        spec = pod_spec(name)
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] != 0, name
+        # Both pods write the shared volume as the same group.
+        assert spec["securityContext"]["fsGroup"] == pod_spec("processor")["securityContext"]["fsGroup"], name
+        # Service links would inject PULSE_GRPC_PORT & co., which Pulse rejects as unknown settings.
+        assert spec["enableServiceLinks"] is False, name
         assert c["securityContext"]["allowPrivilegeEscalation"] is False, name
         assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], name
         for kind in ("requests", "limits"):
