@@ -272,3 +272,34 @@ def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootst
     assert diffs == {}, {pid: {k: (got[pid][k], expected[pid][k]) for k in ks} for pid, ks in list(diffs.items())[:3]}
     # The crash really made Bytewax replay records that had been applied already.
     assert replayed > 0, final.text()[-2000:]
+
+
+def test_produce_sample_writes_the_synthetic_clickstream(kafka_bootstrap, kafka_topic, tmp_path):
+    events = kafka_topic("events", partitions=3)
+    env = pulse_env(kafka_bootstrap, events, kafka_topic("dlq"), tmp_path / "state",
+                    PULSE_GENERATOR_INVALID_RATE="0")
+    cli = subprocess.run([sys.executable, "-m", "pulse.cli", "produce-sample", "--count", "500", "--rate", "0"],
+                         cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert f"produced 500 events to {events}" in cli.stdout
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"t-{events}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([events])
+    seen: list = []
+
+    def drained():
+        for msg in consumer.consume(500, 0.5):
+            if msg.error() is None:
+                seen.append(msg)
+        return len(seen) >= 500
+
+    wait_for(drained, 30, "500 sample events on the topic")
+    consumer.close()
+    assert len(seen) == 500
+    # Valid events, keyed by the person so each one's events stay in one partition.
+    parsed = [orjson.loads(m.value()) for m in seen]
+    assert all(p["type"] and p["event_id"] for p in parsed)
+    by_key = {}
+    for m in seen:
+        by_key.setdefault(m.key(), set()).add(m.partition())
+    assert all(len(parts) == 1 for parts in by_key.values()) and len(by_key) > 20
