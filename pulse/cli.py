@@ -92,7 +92,11 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
                                       catch_up_interval_ms=cfg.serving.catch_up_interval_ms,
                                       default_consent=cfg.privacy.default_consent == "opt-out",
                                       max_k=cfg.serving.max_k, max_per_category=cfg.serving.max_per_category,
-                                      items_refresh_ms=cfg.serving.items_refresh_ms)
+                                      items_refresh_ms=cfg.serving.items_refresh_ms,
+                                      api_keys_file=cfg.serving.api_keys_file, tls_cert_file=cfg.serving.tls_cert_file,
+                                      tls_key_file=cfg.serving.tls_key_file,
+                                      tls_client_ca_file=cfg.serving.tls_client_ca_file,
+                                      max_request_bytes=cfg.serving.max_request_bytes)
     server.start()
     metrics_port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
     stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)
@@ -169,7 +173,9 @@ def cmd_get_profile(cfg: PulseConfig, args: argparse.Namespace) -> int:
     with grpc.insecure_channel(address) as channel:
         stub = pulse_pb2_grpc.PulseStub(channel)
         try:
-            reply = stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=args.user_id), timeout=args.timeout)
+            metadata = [("x-api-key", args.api_key)] if args.api_key else None
+            reply = stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=args.user_id), timeout=args.timeout,
+                                    metadata=metadata)
         except grpc.RpcError as err:
             print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
             return 2
@@ -288,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user_id")
     p.add_argument("--address", default=None, help="host:port (default: serving.grpc_address)")
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--api-key", default="", help="x-api-key, for a server with API keys configured")
     p.set_defaults(func=cmd_get_profile)
     p = sub.add_parser("erase", help="ask the flow to erase a user's profile and all its aliases (GDPR/CCPA)")
     p.add_argument("user", metavar="USER", help="a user id, or a typed alias (anon:..., device:..., email:<hash>)")
@@ -324,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         from flows.runtime import ConfigurationMissing, TopicError
         from state.store import StoreError
 
-        if isinstance(exc, (TopicError, StoreError, ConfigurationMissing)):
+        if isinstance(exc, (TopicError, StoreError, ConfigurationMissing, ConfigError)):
             print(f"pulse: {exc}", file=sys.stderr)
             return 1
         raise

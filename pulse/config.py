@@ -79,6 +79,15 @@ class ServingConfig:
     catch_up_interval_ms: int = 20
     # Admin RPCs (erase, export) need this key in the `x-api-key` metadata; empty disables them.
     admin_api_key: str = ""
+    # More keys, one `KEY ROLE` per line (role read|admin, `#` comments). With any key
+    # configured (here or above) every pulse.v1 RPC needs one; with none, reads are open.
+    api_keys_file: str = ""
+    # TLS: certificate and private key (PEM, given together); a client CA adds mTLS.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    # Larger requests are refused by gRPC (RESOURCE_EXHAUSTED).
+    max_request_bytes: int = 64 * 1024
     # GetRecommendations: at most this many items of one category per answer (diversity),
     # the largest `k` a request may ask for, and how often the item index is rebuilt
     # (only when the store changed).
@@ -222,6 +231,12 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("serving", "max_per_category", cfg.serving.max_per_category >= 1, "must be at least 1"),
         ("serving", "max_k", 1 <= cfg.serving.max_k <= 10_000, "must be in 1..10000"),
         ("serving", "items_refresh_ms", cfg.serving.items_refresh_ms >= 10, "must be at least 10"),
+        ("serving", "max_request_bytes", 1024 <= cfg.serving.max_request_bytes <= 64 * 1024 * 1024,
+         "must be in 1024..67108864"),
+        ("serving", "tls_key_file", bool(cfg.serving.tls_cert_file) == bool(cfg.serving.tls_key_file),
+         "must be given together with serving.tls_cert_file (both or neither)"),
+        ("serving", "tls_client_ca_file", not cfg.serving.tls_client_ca_file or bool(cfg.serving.tls_cert_file),
+         "needs serving.tls_cert_file and serving.tls_key_file (mTLS is on top of TLS)"),
         ("generator", "users", cfg.generator.users >= 1, "must be at least 1"),
         ("generator", "events_per_second", cfg.generator.events_per_second > 0, "must be positive"),
         ("generator", "invalid_rate", 0 <= cfg.generator.invalid_rate <= 1, "must be in [0, 1]"),

@@ -2,11 +2,12 @@
 and request-time recommendations."""
 
 from serving.admin import ADMIN_SERVICE_NAME, AdminServicer
-from serving.auth import API_KEY_METADATA, AdminInterceptor, check_api_key
+from serving.auth import API_KEY_METADATA, ROLES, ApiKeys, AuthInterceptor, check_api_key, load_api_keys
 from serving.catalog import LiveItemIndex
 from serving.control import ControlPublisher, erase_record
 from serving.errors import (
     ControlUnavailable,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
@@ -34,6 +35,7 @@ from serving.recommend import (
 )
 from serving.recommendations import MAX_EXCLUDED_ITEMS, params_from_request, write_recommendations
 from serving.server import SERVICE_NAME, SERVICE_NAMES, PulseServer, PulseServicer, create_server, serve
+from serving.tls import server_credentials
 
 __all__ = [
     "ADMIN_SERVICE_NAME",
@@ -43,10 +45,13 @@ __all__ = [
     "MAX_USER_ID_CHARS",
     "SERVICE_NAME",
     "SERVICE_NAMES",
-    "AdminInterceptor",
+    "ROLES",
     "AdminServicer",
+    "ApiKeys",
+    "AuthInterceptor",
     "ControlPublisher",
     "ControlUnavailable",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
     "ItemIndex",
@@ -74,10 +79,12 @@ __all__ = [
     "create_server",
     "erase_record",
     "find_profile",
+    "load_api_keys",
     "params_from_request",
     "profile_to_proto",
     "recommend",
     "serve",
+    "server_credentials",
     "start_metrics_endpoint",
     "typed_alias",
     "write_profile",

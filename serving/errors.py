@@ -64,6 +64,12 @@ class PermissionDenied(ServingError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class DeadlineExceeded(ServingError):
+    """The client's deadline passed before the server started the call."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class FailedPrecondition(ServingError):
     """The server's setup cannot do this (e.g. erase without Kafka)."""
 

@@ -1,7 +1,9 @@
 """The Pulse gRPC server: thin servicers over a profile reader, plus health and reflection.
 
 Services: ``pulse.v1.Pulse`` (GetProfile, GetRecommendations) and ``pulse.v1.Admin``
-(EraseUser, ExportUser; API key in the ``x-api-key`` metadata, see ``serving.auth``).
+(EraseUser, ExportUser). API keys with roles, deadlines and the audit log are in
+``serving.auth``; TLS/mTLS credentials in ``serving.tls``. Requests larger than
+``max_request_bytes`` are refused by gRPC itself (RESOURCE_EXHAUSTED).
 
 ``create_server(address, reader)`` builds a server that is not started yet (tests bind
 port 0); ``serve(config)`` is the process entry point behind ``pulse serve``.
@@ -32,13 +34,14 @@ from operators.profile import DEFAULT_POLICY, Policy
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 from pulse.config import PulseConfig
 from serving.admin import ADMIN_SERVICE_NAME, AdminServicer
-from serving.auth import AdminInterceptor
+from serving.auth import AuthInterceptor, load_api_keys
 from serving.control import ControlPublisher
 from serving.catalog import LiveItemIndex
 from serving.errors import StatusInterceptor, UnknownProfile
 from serving.lookup import check_optional_user_id, check_user_id, find_profile, read_store
 from serving.metrics import STORE_CATCH_UP, STORE_READY, start_metrics_endpoint
 from serving.profiles import write_profile
+from serving.tls import server_credentials
 from serving.recommend import DEFAULT_MAX_PER_CATEGORY, recommend
 from serving.recommendations import params_from_request, write_recommendations
 from state.store import ProfileReader, RocksReader
@@ -50,6 +53,7 @@ SERVICE_NAMES = (SERVICE_NAME, ADMIN_SERVICE_NAME)
 DEFAULT_GRACE_SECONDS = 5.0
 DEFAULT_MAX_K = 100
 DEFAULT_ITEMS_REFRESH_MS = 2000
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
 
 
 class PulseServicer(pulse_pb2_grpc.PulseServicer):
@@ -209,6 +213,11 @@ def create_server(
     max_k: int = DEFAULT_MAX_K,
     max_per_category: int = DEFAULT_MAX_PER_CATEGORY,
     items_refresh_ms: int = DEFAULT_ITEMS_REFRESH_MS,
+    api_keys_file: str = "",
+    tls_cert_file: str = "",
+    tls_key_file: str = "",
+    tls_client_ca_file: str = "",
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> tuple[PulseServer, int]:
     """Build (not start) a server for ``reader`` bound to ``address`` only; returns it and its port.
 
@@ -220,6 +229,13 @@ def create_server(
     GetRecommendations accepts ``k`` up to ``max_k``, returns at most
     ``max_per_category`` items of a category, and ranks an item index rebuilt every
     ``items_refresh_ms`` when the store changed.
+
+    Keys: ``api_keys_file`` (``KEY ROLE`` lines) plus ``admin_api_key``; with none, Pulse
+    RPCs are open and Admin RPCs disabled, with any, every Pulse and Admin RPC needs one
+    (``serving.auth``). ``tls_cert_file`` + ``tls_key_file`` serve TLS, plus
+    ``tls_client_ca_file`` mTLS (``serving.tls``). Bad key or TLS files raise
+    ``ConfigError`` naming the setting and the file. Requests above ``max_request_bytes``
+    are refused with RESOURCE_EXHAUSTED.
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, got {max_workers}")
@@ -231,18 +247,22 @@ def create_server(
         raise ValueError(f"max_per_category must be at least 1, got {max_per_category}")
     if items_refresh_ms < 1:
         raise ValueError(f"items_refresh_ms must be at least 1, got {items_refresh_ms}")
+    if max_request_bytes < 1:
+        raise ValueError(f"max_request_bytes must be at least 1, got {max_request_bytes}")
+    keys = load_api_keys(api_keys_file, admin_api_key)
+    credentials = server_credentials(tls_cert_file, tls_key_file, tls_client_ca_file)
     streaming = [f"{service.name}.{m.name}" for service in pulse_pb2.DESCRIPTOR.services_by_name.values()
                  for m in service.methods if m.client_streaming or m.server_streaming]
-    if streaming:  # StatusInterceptor and AdminInterceptor wrap unary RPCs only
+    if streaming:  # StatusInterceptor and AuthInterceptor wrap unary RPCs only
         raise NotImplementedError(f"streaming RPCs {streaming} need wrappers in serving.errors and serving.auth")
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pulse-grpc"),
-        # Order matters: StatusInterceptor wraps what AdminInterceptor returns, so auth
+        # Order matters: StatusInterceptor wraps what AuthInterceptor returns, so auth
         # failures become status codes and metrics like any other error.
-        interceptors=[StatusInterceptor(), AdminInterceptor(admin_api_key)],
+        interceptors=[StatusInterceptor(), AuthInterceptor(keys)],
         # Fail loudly if the port is taken instead of silently sharing it (Linux default).
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", max_request_bytes)],
     )
     items = LiveItemIndex(reader, items_refresh_ms)
     servicer = PulseServicer(reader, Policy(default_consent=default_consent), items=items, max_k=max_k,
@@ -253,7 +273,10 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise OSError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
     if port == 0:  # older grpcio reports failure this way
@@ -261,6 +284,12 @@ def create_server(
     catch_up = _CatchUp(reader, health_servicer, catch_up_interval_ms / 1000, items)
     catch_up.publish()
     return PulseServer(server, health_servicer, catch_up), port
+
+
+def _transport(sc) -> str:
+    if sc.tls_client_ca_file:
+        return "mTLS"
+    return "TLS" if sc.tls_cert_file else "plaintext"
 
 
 def _bound_address(address: str, port: int) -> str:
@@ -303,7 +332,8 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
     sc = config.serving
     k = config.kafka
     # The producer connects on the first erase only; without an admin key nothing can erase.
-    control = ControlPublisher(k.bootstrap_servers, k.control_topic, k.producer) if sc.admin_api_key else None
+    keys = load_api_keys(sc.api_keys_file, sc.admin_api_key)  # fail before opening anything
+    control = ControlPublisher(k.bootstrap_servers, k.control_topic, k.producer) if keys.has_admin else None
     reader = RocksReader(config.store_dir, secondary)
     try:
         metrics = start_metrics_endpoint(sc.metrics_host, sc.metrics_port)
@@ -313,13 +343,18 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
                                          default_consent=config.privacy.default_consent == "opt-out",
                                          admin_api_key=sc.admin_api_key, max_k=sc.max_k,
                                          max_per_category=sc.max_per_category,
-                                         items_refresh_ms=sc.items_refresh_ms)
+                                         items_refresh_ms=sc.items_refresh_ms, api_keys_file=sc.api_keys_file,
+                                         tls_cert_file=sc.tls_cert_file, tls_key_file=sc.tls_key_file,
+                                         tls_client_ca_file=sc.tls_client_ca_file,
+                                         max_request_bytes=sc.max_request_bytes)
             server.start()
             address = _bound_address(sc.grpc_address, port)
             if not reader.ready:
                 log.info("waiting for the processor to create the profile store at %s", config.store_dir)
-            log.info("serving %s on %s (store %s); metrics on %s; admin RPCs %s", SERVICE_NAME, address,
-                     config.store_dir, metrics.url, "enabled" if sc.admin_api_key else "disabled")
+            log.info("serving %s on %s (store %s, %s); metrics on %s; %s; admin RPCs %s", SERVICE_NAME, address,
+                     config.store_dir, _transport(sc), metrics.url,
+                     "API keys required" if keys else "no API keys: Pulse RPCs are open",
+                     "enabled" if keys.has_admin else "disabled")
             print(f"pulse serving {SERVICE_NAME} on {address}; metrics on {metrics.url}", flush=True)
             try:
                 while not stop.wait(1.0):

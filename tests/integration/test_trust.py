@@ -22,6 +22,7 @@ from tests.integration.test_pipeline import REPO, PulsePair, metric, wait_for
 pytestmark = pytest.mark.kafka
 SECRET = "integration-test-secret"
 ADMIN_KEY = "test-admin-key"
+KEY = [("x-api-key", ADMIN_KEY)]  # with a key configured, every Pulse RPC needs one
 
 
 def ev(event_id: str, type_: str, ts: int, **ids_and_fields) -> tuple[bytes, bytes]:
@@ -38,7 +39,7 @@ def pulse(kafka_bootstrap, kafka_topic, tmp_path):
     def profile(user, predicate=lambda p: True, timeout=60):
         def attempt():
             try:
-                p = pair.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=user), timeout=2).profile
+                p = pair.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=user), timeout=2, metadata=KEY).profile
             except grpc.RpcError as err:
                 if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                     return None
@@ -148,7 +149,7 @@ def test_erase_leaves_no_trace_and_is_published(pulse):
     assert cli.returncode == 0, cli.stderr + cli.stdout
     for alias in ("gus", "anon:cookie-gus", email_alias):
         with pytest.raises(grpc.RpcError) as err:
-            pulse.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=alias), timeout=2)
+            pulse.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id=alias), timeout=2, metadata=KEY)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert pulse.profile("hal").profile_id == "user:hal"
 

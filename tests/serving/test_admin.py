@@ -17,6 +17,7 @@ from state.store import MemoryStore
 from tests.serving.conftest import ADMIN_KEY, make_profile, put_profile
 
 ADMIN_METHODS = [m.name for m in pulse_pb2.DESCRIPTOR.services_by_name["Admin"].methods]
+DISABLED = "admin RPCs are disabled: set serving.admin_api_key or serving.api_keys_file"
 EMPTY_REQUESTS = {"EraseUser": pulse_pb2.EraseUserRequest(user_id="u1"),
                   "ExportUser": pulse_pb2.ExportUserRequest(user_id="u1")}
 
@@ -67,15 +68,14 @@ def test_every_admin_method_is_in_the_test_table():
 
 @pytest.mark.parametrize("method", ADMIN_METHODS)
 @pytest.mark.parametrize("configured, metadata, code, details", [
-    ("", (), grpc.StatusCode.PERMISSION_DENIED, "admin RPCs are disabled: set serving.admin_api_key"),
-    ("", (("x-api-key", ADMIN_KEY),), grpc.StatusCode.PERMISSION_DENIED,
-     "admin RPCs are disabled: set serving.admin_api_key"),
+    ("", (), grpc.StatusCode.PERMISSION_DENIED, DISABLED),
+    ("", (("x-api-key", ADMIN_KEY),), grpc.StatusCode.PERMISSION_DENIED, DISABLED),
     (ADMIN_KEY, (), grpc.StatusCode.UNAUTHENTICATED, "admin RPCs need an x-api-key"),
     (ADMIN_KEY, (("x-api-key", ""),), grpc.StatusCode.UNAUTHENTICATED, "admin RPCs need an x-api-key"),
-    (ADMIN_KEY, (("x-api-key", ADMIN_KEY + "x"),), grpc.StatusCode.PERMISSION_DENIED,
-     "the x-api-key is not valid for admin RPCs"),
-    (ADMIN_KEY, (("x-api-key", ADMIN_KEY[:-1]),), grpc.StatusCode.PERMISSION_DENIED,
-     "the x-api-key is not valid for admin RPCs"),
+    (ADMIN_KEY, (("x-api-key", ADMIN_KEY + "x"),), grpc.StatusCode.UNAUTHENTICATED,
+     "the x-api-key is not a known key"),
+    (ADMIN_KEY, (("x-api-key", ADMIN_KEY[:-1]),), grpc.StatusCode.UNAUTHENTICATED,
+     "the x-api-key is not a known key"),
     (ADMIN_KEY, (("authorization", ADMIN_KEY),), grpc.StatusCode.UNAUTHENTICATED, "admin RPCs need an x-api-key"),
 ])
 def test_admin_auth_matrix(start_server, store, method, configured, metadata, code, details):
@@ -93,9 +93,11 @@ def test_the_right_key_passes(start_server, store, method):
     assert call_admin(srv, method, (("x-api-key", ADMIN_KEY),))
 
 
-def test_the_key_does_not_open_anything_else(start_server, store):
+def test_once_a_key_is_configured_pulse_rpcs_need_one_too(start_server, store):
     srv = start_server(store, admin_api_key=ADMIN_KEY)
-    assert srv.get("u1").profile.profile_id == "user:u1"  # Pulse RPCs need no key
+    assert rpc_error(lambda: srv.get("u1")).code() == grpc.StatusCode.UNAUTHENTICATED
+    reply = srv.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id="u1"), metadata=(("x-api-key", ADMIN_KEY),))
+    assert reply.profile.profile_id == "user:u1"
 
 
 def test_admin_calls_are_logged_without_keys_or_user_ids(start_server, store, caplog):
@@ -107,7 +109,7 @@ def test_admin_calls_are_logged_without_keys_or_user_ids(start_server, store, ca
     lines = [r.getMessage() for r in caplog.records if r.name == "serving.admin"]
     assert len(lines) == 3, lines
     assert "admin EraseUser request_id=ticket-7 " in lines[0] and lines[0].endswith("outcome=OK")
-    assert "admin EraseUser request_id=ticket-8 " in lines[1] and lines[1].endswith("outcome=PERMISSION_DENIED")
+    assert "admin EraseUser request_id=ticket-8 " in lines[1] and lines[1].endswith("outcome=UNAUTHENTICATED")
     assert "admin ExportUser request_id=- " in lines[2] and lines[2].endswith("outcome=NOT_FOUND")
     assert [r.levelname for r in caplog.records if r.name == "serving.admin"] == ["INFO", "WARNING", "INFO"]
     text = caplog.text

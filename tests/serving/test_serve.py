@@ -36,6 +36,8 @@ def read_line(proc: subprocess.Popen, timeout: float) -> str:
 
 def test_serve_until_sigterm(tmp_path):
     state_dir = tmp_path / "state"
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("# readers\nserve-read-key read\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
     env.update(
         PULSE_STATE_DIR=str(state_dir),
@@ -43,6 +45,7 @@ def test_serve_until_sigterm(tmp_path):
         PULSE_SERVING_METRICS_PORT="0",
         PULSE_SERVING_CATCH_UP_INTERVAL_MS="5",
         PULSE_SERVING_ADMIN_API_KEY="serve-test-key",
+        PULSE_SERVING_API_KEYS_FILE=str(keys_file),
         PULSE_PRIVACY_DEFAULT_CONSENT="opt-in",
         PULSE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",  # never contacted: nothing is erased here
         PYTHONPATH=str(REPO_ROOT),
@@ -63,7 +66,8 @@ def test_serve_until_sigterm(tmp_path):
             wait_until(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
                        == health_pb2.HealthCheckResponse.SERVING, what="SERVING")
             reply = pulse_pb2_grpc.PulseStub(channel).GetProfile(pulse_pb2.GetProfileRequest(user_id="anon:a1"),
-                                                                 timeout=5)
+                                                                 metadata=(("x-api-key", "serve-read-key"),),
+                                                                 timeout=5)  # the keys file is loaded
             assert (reply.profile.profile_id, reply.profile.version) == ("user:u1", 10)
             assert reply.profile.consent.default_regime == pulse_pb2.CONSENT_REGIME_OPT_IN  # from the config
             admin = pulse_pb2_grpc.AdminStub(channel)
