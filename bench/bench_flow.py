@@ -24,7 +24,7 @@ from flows.runtime import kafka_flow
 from operators.synthetic import ClickstreamGenerator
 from pulse.config import PulseConfig
 from state.store import RocksStore
-from tests.kafka_broker import KafkaBroker, create_topic, external_bootstrap, unique_topic
+from tests.kafka_broker import KafkaBroker, create_topic, external_bootstrap, produce_all, unique_topic
 
 
 @contextlib.contextmanager
@@ -42,18 +42,8 @@ def fill_topic(bootstrap: str, topic: str, n: int) -> None:
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": "20", "batch.num.messages": "10000",
                   "queue.buffering.max.messages": "500000", "compression.type": "lz4"})
     t0 = int(time.time() * 1000) - 3_600_000
-    for i in range(n):
-        key, value = gen.next_record(t0 + i)
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.05)
-        if i % 10_000 == 0:
-            progress(f"producing {i}/{n}")
-    if p.flush(60):
-        raise RuntimeError("producer did not flush")
+    produce_all(p, topic, (gen.next_record(t0 + i) for i in range(n)),
+                on_each=lambda i: i % 10_000 == 0 and progress(f"producing {i}/{n}"))
     progress(f"produced {n} events", end="\n")
 
 

@@ -237,18 +237,11 @@ def create_server(
     ``ConfigError`` naming the setting and the file. Requests above ``max_request_bytes``
     are refused with RESOURCE_EXHAUSTED.
     """
-    if max_workers < 1:
-        raise ValueError(f"max_workers must be at least 1, got {max_workers}")
-    if catch_up_interval_ms < 1:
-        raise ValueError(f"catch_up_interval_ms must be at least 1, got {catch_up_interval_ms}")
-    if max_k < 1:
-        raise ValueError(f"max_k must be at least 1, got {max_k}")
-    if max_per_category < 1:
-        raise ValueError(f"max_per_category must be at least 1, got {max_per_category}")
-    if items_refresh_ms < 1:
-        raise ValueError(f"items_refresh_ms must be at least 1, got {items_refresh_ms}")
-    if max_request_bytes < 1:
-        raise ValueError(f"max_request_bytes must be at least 1, got {max_request_bytes}")
+    for name, value in (("max_workers", max_workers), ("catch_up_interval_ms", catch_up_interval_ms),
+                        ("max_k", max_k), ("max_per_category", max_per_category),
+                        ("items_refresh_ms", items_refresh_ms), ("max_request_bytes", max_request_bytes)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     keys = load_api_keys(api_keys_file, admin_api_key)
     credentials = server_credentials(tls_cert_file, tls_key_file, tls_client_ca_file)
     streaming = [f"{service.name}.{m.name}" for service in pulse_pb2.DESCRIPTOR.services_by_name.values()

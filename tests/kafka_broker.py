@@ -420,6 +420,26 @@ def create_topic(
         time.sleep(POLL_INTERVAL)
 
 
+def produce_all(producer, topic: str, records, *, timeout: float = 60.0, on_each=None) -> int:
+    """Produce every (key, value) to ``topic``, waiting for room when the local queue is
+    full, then flush; raises if the broker did not acknowledge everything."""
+    n = 0
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+        if on_each is not None:
+            on_each(n)
+    left = producer.flush(timeout)
+    if left:
+        raise RuntimeError(f"{left} records to {topic!r} not acknowledged in {timeout:g} s")
+    return n
+
+
 def delete_topics(bootstrap: str, names: Iterable[str], *, timeout: float = 10.0) -> None:
     """Delete topics, best effort: errors are ignored."""
     names = list(names)

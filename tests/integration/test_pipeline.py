@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, Producer
 from operators.synthetic import ClickstreamGenerator
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 from state.store import RocksStore
+from tests.kafka_broker import produce_all
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
@@ -132,15 +133,8 @@ def metric(url: str, name: str) -> float:
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": "true", "linger.ms": "5"})
-    for key, value in records:
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.05)
-    assert p.flush(30) == 0
+    produce_all(Producer({"bootstrap.servers": bootstrap, "enable.idempotence": "true", "linger.ms": "5"}),
+                topic, records, timeout=30)
 
 
 def event(event_id: str, user: str, type_: str, **fields) -> tuple[bytes, bytes]:
