@@ -89,18 +89,23 @@ def _writer_main(conn, store_dir: str, users: int, events: int, batch: int, seed
     profiles: dict[str, Profile] = {}
     base_ms = int(time.time() * 1000) - events * EVENT_SPACING_MS
     invalid = 0
-    for i in range(events):
-        now = base_ms + i * EVENT_SPACING_MS
+
+    def apply_next(now: int, offset: int) -> Profile | None:
+        """The next generated record applied to its profile (None if it is invalid)."""
         _key, raw = gen.next_record(now)
         ev = parse_event(raw, now_ms=now)
         if isinstance(ev, InvalidEvent):
-            invalid += 1
-            continue
-        pid = ev.profile_key
-        p = profiles.get(pid)
+            return None
+        p = profiles.get(ev.profile_key)
         if p is None:
-            p = profiles[pid] = Profile(pid)
-        p.apply(ev, SOURCE, i)
+            p = profiles[ev.profile_key] = Profile(ev.profile_key)
+        p.apply(ev, SOURCE, offset)
+        return p
+
+    for i in range(events):
+        now = base_ms + i * EVENT_SPACING_MS
+        if apply_next(now, i) is None:
+            invalid += 1
         if i % 50_000 == 0:
             progress(f"writer: applying events {i}/{events}")
     build_s = time.perf_counter() - t0
@@ -158,18 +163,11 @@ def _writer_main(conn, store_dir: str, users: int, events: int, batch: int, seed
             changed: dict[str, Profile] = {}
             now = int(time.time() * 1000)
             for _ in range(min(due, 200)):
-                _key, raw = gen.next_record(now)
-                ev = parse_event(raw, now_ms=now)
                 offset += 1
                 done += 1
-                if isinstance(ev, InvalidEvent):
-                    continue
-                pid = ev.profile_key
-                p = profiles.get(pid)
-                if p is None:
-                    p = profiles[pid] = Profile(pid)
-                p.apply(ev, SOURCE, offset)
-                changed[pid] = p
+                p = apply_next(now, offset)
+                if p is not None:
+                    changed[p.profile_id] = p
             store.apply({pid: encode_profile(p) for pid, p in changed.items()}, {pid: pid for pid in changed},
                         {pid: encode_members([pid]) for pid in changed})
         elapsed = time.perf_counter() - start

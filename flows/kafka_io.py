@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import TypeVar
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -18,6 +19,7 @@ from flows.shutdown import stop_requested
 from flows.records import DeadLetter, RawRecord
 
 log = logging.getLogger(__name__)
+X = TypeVar("X")
 
 # Headers on a dead-lettered record; its key and value are the original bytes.
 DLQ_HEADER_REASON = "pulse.dlq.reason"
@@ -124,6 +126,47 @@ class KafkaEventSource(FixedPartitionedSource[RawRecord, int]):
         return _KafkaPartition(dict(self._config), topic, int(idx), start, self._batch_size, self._poll_timeout)
 
 
+class _ProducingPartition(StatelessSinkPartition[X]):
+    def __init__(self, sink: _ProducingSink[X], producer: Producer) -> None:
+        self._sink = sink
+        self._producer = producer
+
+    def write_batch(self, items: list[X]) -> None:
+        topic = self._sink.topic
+        for item in items:
+            key, value, headers = self._sink.message(item)
+            self._producer.produce(topic, value=value, key=key, headers=headers)
+            self._producer.poll(0)
+        # Block until the broker has them: nothing is silently dropped.
+        remaining = self._producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{self._sink.what} {topic!r}: {remaining} records not acknowledged in 30 s")
+        self._sink.delivered(len(items))
+
+    def close(self) -> None:
+        self._producer.flush(30)
+
+
+class _ProducingSink(DynamicSink[X]):
+    """Items to one topic with an idempotent producer, one flush per batch."""
+
+    what = "topic"
+
+    def __init__(self, bootstrap_servers: str, topic: str, producer_config: Mapping[str, str] | None = None):
+        self._config = {"bootstrap.servers": bootstrap_servers, "enable.idempotence": "true",
+                        **dict(producer_config or {})}
+        self.topic = topic
+
+    def message(self, item: X) -> tuple[bytes | None, bytes | None, list | None]:
+        raise NotImplementedError
+
+    def delivered(self, n: int) -> None:
+        return None
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducingPartition[X]:
+        return _ProducingPartition(self, Producer(self._config))
+
+
 class KafkaControlSource(KafkaEventSource):
     """The control topic (erase requests) as ``RawRecord``s, parsed in the flow."""
 
@@ -132,33 +175,14 @@ class KafkaControlSource(KafkaEventSource):
                          poll_timeout=0.05)
 
 
-class _ErasurePartition(StatelessSinkPartition[dict]):
-    def __init__(self, producer: Producer, topic: str) -> None:
-        self._producer = producer
-        self._topic = topic
-
-    def write_batch(self, items: list[dict]) -> None:
-        for record in items:
-            self._producer.produce(self._topic, key=record["alias"].encode(), value=orjson.dumps(record))
-        remaining = self._producer.flush(30)
-        if remaining:
-            raise RuntimeError(f"erasures topic {self._topic!r}: {remaining} records not acknowledged in 30 s")
-
-    def close(self) -> None:
-        self._producer.flush(30)
-
-
-class KafkaErasureSink(DynamicSink[dict]):
+class KafkaErasureSink(_ProducingSink[dict]):
     """Erase records to a compacted topic (key: the alias the request named), so that
     downstream systems can follow deletions."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, producer_config: Mapping[str, str] | None = None):
-        self._config = {"bootstrap.servers": bootstrap_servers, "enable.idempotence": "true",
-                        **dict(producer_config or {})}
-        self._topic = topic
+    what = "erasures topic"
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ErasurePartition:
-        return _ErasurePartition(Producer(self._config), self._topic)
+    def message(self, record: dict) -> tuple[bytes | None, bytes | None, list | None]:
+        return record["alias"].encode(), orjson.dumps(record), None
 
 
 def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
@@ -170,33 +194,13 @@ def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
-class _DlqPartition(StatelessSinkPartition[DeadLetter]):
-    def __init__(self, producer: Producer, topic: str) -> None:
-        self._producer = producer
-        self._topic = topic
-
-    def write_batch(self, items: list[DeadLetter]) -> None:
-        for dl in items:
-            self._producer.produce(self._topic, value=dl.record.value, key=dl.record.key,
-                                   headers=dead_letter_headers(dl))
-            self._producer.poll(0)
-        # Block until the broker has them: a dead letter is never silently dropped.
-        remaining = self._producer.flush(30)
-        if remaining:
-            raise RuntimeError(f"dead-letter topic {self._topic!r}: {remaining} records not acknowledged in 30 s")
-        m.DLQ_PUBLISHED.inc(len(items))
-
-    def close(self) -> None:
-        self._producer.flush(30)
-
-
-class KafkaDeadLetterSink(DynamicSink[DeadLetter]):
+class KafkaDeadLetterSink(_ProducingSink[DeadLetter]):
     """Invalid records to the dead-letter topic: original key and bytes, reason in headers."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, producer_config: Mapping[str, str] | None = None):
-        self._config = {"bootstrap.servers": bootstrap_servers, "enable.idempotence": "true",
-                        **dict(producer_config or {})}
-        self._topic = topic
+    what = "dead-letter topic"
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DlqPartition:
-        return _DlqPartition(Producer(self._config), self._topic)
+    def message(self, dl: DeadLetter) -> tuple[bytes | None, bytes | None, list | None]:
+        return dl.record.key, dl.record.value, dead_letter_headers(dl)
+
+    def delivered(self, n: int) -> None:
+        m.DLQ_PUBLISHED.inc(n)
