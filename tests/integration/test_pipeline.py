@@ -239,7 +239,10 @@ def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootst
     assert len(expected) > 1000
 
     port = free_port()
-    crashy = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "crashy", PULSE_PROCESSOR_METRICS_PORT=str(port))
+    # Snapshots every 2 s (not 200 ms): a kill then always leaves records that were stored
+    # after the last snapshot, so every restart really replays some.
+    crashy = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "crashy", PULSE_PROCESSOR_METRICS_PORT=str(port),
+                       PULSE_PROCESSOR_EPOCH_INTERVAL_MS="2000")
     url = f"http://127.0.0.1:{port}/metrics"
     replayed = 0
     for kill_after in (8_000, 4_000, 4_000):
