@@ -44,7 +44,7 @@ MAX_PURCHASED = 200
 # Outcomes of Profile.apply (metric label values).
 APPLIED = "applied"
 DUPLICATE = "duplicate"  # the same event_id again (producer retry, client resend)
-REPLAYED = "replayed"  # re-read after a restart: same event_id, already-applied offset
+REPLAYED = "replayed"  # re-read after a restart: an offset of its source already handled
 SUPPRESSED = "suppressed"  # no analytics consent: behaviour is not stored
 OUTCOMES = (APPLIED, DUPLICATE, REPLAYED, SUPPRESSED)
 
@@ -102,12 +102,20 @@ class Profile:
 
     def apply(self, event: Event, source: str, offset: int, policy: Policy = DEFAULT_POLICY) -> str:
         """Apply ``event`` read at ``offset`` of ``source``; returns one of ``OUTCOMES``."""
+        # A record at or before this profile's last position in its source was read before
+        # a restart: partitions are read in order, so it was already handled, whatever the
+        # (bounded) id memory still holds. Only ids tell a re-sent event from a new one.
+        if self.is_applied(source, offset):
+            return REPLAYED
         digest = event_digest(event.event_id)
         if digest in self.seen:
-            return REPLAYED if self.is_applied(source, offset) else DUPLICATE
+            return DUPLICATE
         if event.type == "consent_update":
             self._set_consent(event, policy)
         elif not self.allows("analytics", policy):
+            # Remember the position so a replay after consent is granted later cannot
+            # store what was suppressed when it happened.
+            self.positions[source] = offset
             return SUPPRESSED
         if self.allows("analytics", policy):
             self._remember(digest, event.ts_ms, policy)

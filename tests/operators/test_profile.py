@@ -59,6 +59,31 @@ def test_same_event_id_is_applied_once_and_labelled_replay_or_duplicate():
     assert p.counts["page_view"] == 2
 
 
+def test_replay_is_recognised_by_offset_even_beyond_the_id_memory():
+    # A heavy profile re-reads more records after a restart than it remembers ids for:
+    # none of them may count twice.
+    policy = Policy(dedupe_max=10)
+    events = [event(i, "purchase", item_id=f"i{i}", price=1) for i in range(100)]
+    p = Profile("u1")
+    for i, e in enumerate(events):
+        assert p.apply(e, "events/0", i, policy) == APPLIED
+    assert len(p.seen) <= 13
+    assert [p.apply(e, "events/0", i, policy) for i, e in enumerate(events)] == [REPLAYED] * 100
+    assert p.orders == 100 and p.total_spend == 100
+    # The same ids sent again later (new offsets) are duplicates while remembered.
+    assert p.apply(events[-1], "events/0", 100, policy) == DUPLICATE
+
+
+def test_suppressed_records_are_not_stored_on_replay_after_consent_arrives():
+    p = Profile("u1")
+    policy = Policy(default_consent=False)
+    assert p.apply(event(1, "page_view"), "events/0", 1, policy) == SUPPRESSED
+    grant = event(2, "consent_update", consent={"analytics": True})
+    assert p.apply(grant, "events/1", 0, policy) == APPLIED
+    assert p.apply(event(1, "page_view"), "events/0", 1, policy) == REPLAYED
+    assert p.counts.get("page_view", 0) == 0
+
+
 def test_dedupe_memory_is_bounded_by_count_and_horizon():
     policy = Policy(dedupe_max=100, dedupe_horizon_ms=50_000)
     p = Profile("u1")
