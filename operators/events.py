@@ -17,13 +17,17 @@ consent         see note  ``consent_update`` only: object purpose -> bool, purpo
 timestamp       yes       event time: ISO-8601 with a UTC offset, or epoch ms (int)
 item_id         see note  string: the product the event is about
 category        no        string: the product category, e.g. ``outdoor/tents``
+brand           no        string: the product brand
 price           see note  number >= 0: unit price
 quantity        no        integer >= 1 (default 1)
-items           no        purchases only: list of ``{item_id, category, price, quantity}``
+items           no        purchases only: list of ``{item_id, category, brand, price, quantity}``
+traits          no        ``identify`` / ``profile_update`` only: object of profile attributes
+                          (e.g. ``age_band``, ``gender``, ``income_band``): at most
+                          ``MAX_TRAITS`` keys (identifiers), values strings, numbers or bools
 query           no        searches: the search string
 context         no        object: ``device`` (string), ``channel`` (string),
                           ``geo`` (object: ``country``, ``city`` strings; ``lat``, ``lon``
-                          numbers in range)
+                          numbers in range; ``urban`` bool)
 ==============  ========  ==========================================================
 
 "one of": at least one of user_id, anonymous_id, device_id, email. Note:
@@ -77,6 +81,8 @@ MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 CONSENT_PURPOSES = ("analytics", "personalization", "marketing")
 # 2000-01-01T00:00:00Z: anything earlier is a unit mistake (seconds instead of ms).
 MIN_TS_MS = 946_684_800_000
+MAX_TRAITS = 32
+_TRAIT_EVENTS = frozenset(("identify", "profile_update"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,7 @@ class LineItem:
     category: str | None
     price: float
     quantity: int
+    brand: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,7 @@ class Geo:
     city: str | None = None
     lat: float | None = None
     lon: float | None = None
+    urban: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,7 @@ class Event:
     email_hash: str | None = None
     phone_hash: str | None = None
     consent: tuple[tuple[str, bool], ...] = field(default=())
+    traits: tuple[tuple[str, str | float | bool], ...] = field(default=())
 
     @property
     def aliases(self) -> tuple[str, ...]:
@@ -256,12 +265,40 @@ def _validate(doc: dict[str, Any], now_ms: int | None, options: ParseOptions) ->
     items = _items(doc, etype)
     query = _opt_str(doc, "query", doc.get("query"))
     consent = _consent(doc, etype)
+    traits = _traits(doc, etype)
     key = options.pii_key
     return Event(event_id, etype, user_id, anonymous_id, ts_ms, items, query, _context(doc.get("context")),
                  device_id,
                  None if email is None else hash_email(email, key),
                  None if phone is None else hash_phone(phone, key),
-                 consent)
+                 consent, traits)
+
+
+def _traits(doc: dict[str, Any], etype: str) -> tuple[tuple[str, str | float | bool], ...]:
+    raw = doc.get("traits")
+    if raw is None:
+        return ()
+    if etype not in _TRAIT_EVENTS:
+        raise _Reject("bad_field", "field 'traits' is only allowed on identify and profile_update events")
+    if not isinstance(raw, dict):
+        raise _Reject("bad_field", "field 'traits' must be an object")
+    if len(raw) > MAX_TRAITS:
+        raise _Reject("bad_field", f"field 'traits' has more than {MAX_TRAITS} keys")
+    out = []
+    for name, value in raw.items():
+        if not (name.isidentifier() and len(name) <= 64):
+            raise _Reject("bad_field", f"trait name {name[:64]!r} must be an identifier of at most 64 chars")
+        if name in ("email", "phone"):
+            raise _Reject("bad_field", f"trait {name!r} is PII: send it as the top-level field instead")
+        if isinstance(value, bool):
+            out.append((name, value))
+        elif isinstance(value, (int, float)):
+            out.append((name, _number(f"traits.{name}", value, -1e15, 1e15)))
+        elif isinstance(value, str):
+            out.append((name, _opt_str(raw, f"traits.{name}", value) or ""))
+        else:
+            raise _Reject("bad_field", f"trait {name!r} must be a string, number or bool")
+    return tuple(sorted(out))
 
 
 def _id(doc: dict[str, Any], field: str, required: bool = False) -> str | None:
@@ -327,6 +364,7 @@ def _line(prefix: str, src: dict[str, Any], need_price: bool) -> LineItem:
         raise _Reject("bad_field", f"field '{prefix}item_id' must be a string of 1..{MAX_ID_LEN} chars")
     item_id = raw_id.strip()
     category = _opt_str(src, f"{prefix}category", src.get("category"))
+    brand = _opt_str(src, f"{prefix}brand", src.get("brand"))
     price_raw = src.get("price")
     if price_raw is None:
         if need_price:
@@ -337,7 +375,7 @@ def _line(prefix: str, src: dict[str, Any], need_price: bool) -> LineItem:
     qty_raw = src.get("quantity", 1)
     if isinstance(qty_raw, bool) or not isinstance(qty_raw, int) or not 1 <= qty_raw <= 10_000:
         raise _Reject("bad_field", f"field '{prefix}quantity' must be an integer in [1, 10000]")
-    return LineItem(item_id, category, price, qty_raw)
+    return LineItem(item_id, category, price, qty_raw, brand)
 
 
 def _items(doc: dict[str, Any], etype: str) -> tuple[LineItem, ...]:
@@ -380,8 +418,9 @@ def _context(ctx: Any) -> Context:
     if type(geo_raw) is dict:
         lat, lon = geo_raw.get("lat"), geo_raw.get("lon")
         # The types too: True == 1 in a tuple, but only the number is a valid latitude.
+        urban = geo_raw.get("urban")
         key: tuple = (ctx.get("device"), ctx.get("channel"), geo_raw.get("country"), geo_raw.get("city"),
-                      lat, lon, type(lat), type(lon))
+                      lat, lon, type(lat), type(lon), urban, type(urban))
     else:
         key = (ctx.get("device"), ctx.get("channel"), geo_raw)
     try:
@@ -411,9 +450,16 @@ def _validate_context(ctx: dict[str, Any], geo_raw: Any) -> Context:
             city=_opt_str(geo_raw, "context.geo.city", geo_raw.get("city")),
             lat=None if lat is None else _number("context.geo.lat", lat, -90.0, 90.0),
             lon=None if lon is None else _number("context.geo.lon", lon, -180.0, 180.0),
+            urban=_opt_bool("context.geo.urban", geo_raw.get("urban")),
         )
     return Context(
         device=_opt_str(ctx, "context.device", ctx.get("device")),
         channel=_opt_str(ctx, "context.channel", ctx.get("channel")),
         geo=geo,
     )
+
+
+def _opt_bool(field: str, value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise _Reject("bad_field", f"field {field!r} must be true or false")
