@@ -1,0 +1,439 @@
+"""Per-profile windowed behavioural counters: counts, value totals, distinct values, recency.
+
+A :class:`SeriesSpec` selects events; a :class:`FeaturePlan` lists the series and windows
+segment definitions need; a :class:`WindowedCounters` (one per profile) keeps their buckets.
+
+Window semantics (exact; other modules and the reference tests rely on them):
+
+- ``resolution_ms(W)`` is 1 s for W <= 1 h, 1 min for W <= 60 h, 1 h for W <= 90 days
+  (``MAX_WINDOW_MS``); windows under 1 s or over 90 days are refused (``ValueError``).
+- An event at ``ts`` lands in bucket ``b = ts - ts % res`` at every resolution that a
+  registered window of its series uses.
+- ``count(key, W, now)`` = number of matching events whose bucket (at ``resolution_ms(W)``)
+  has ``b > now - W``; ``total`` sums their values, ``distinct`` counts distinct line
+  attributes in those buckets. Reads happen at ``now >= ts`` only, so a bucket leaves the
+  window exactly at instant ``b + W``: windows up to 1 h are exact to the second, longer
+  ones to the minute (<= 60 h) or the hour (<= 90 days), never coarser than 1/60 of W.
+- ``next_change(key, W, now)`` = ``min(b + W)`` over the buckets in the window: the next
+  instant at which time alone changes count/total/distinct (``None`` if nothing is in it).
+- ``last(key)`` = the latest ``ts`` of a matching event, whatever the windows.
+- Value of an event = sum of ``price * quantity`` over its matching lines.
+
+Memory per series, after ``prune``: at most 3600 second buckets, 3600 minute buckets and
+2160 hour buckets, each a count, a sum and, per distinct attribute needed at that
+resolution, at most ``MAX_DISTINCT_PER_BUCKET`` values. The cap keeps the smallest values
+(so content never depends on arrival order); beyond it ``distinct`` saturates (a lower bound).
+
+>>> from operators.events import parse_event
+>>> plan = FeaturePlan([(SeriesSpec("purchase", category="outdoor"), 10 * MINUTE_MS, "item_id")])
+>>> c = WindowedCounters()
+>>> e = parse_event(b'{"event_id":"e1","type":"purchase","user_id":"u1","timestamp":1795773600500,'
+...                 b'"items":[{"item_id":"a","category":"outdoor/tents","price":9.5,"quantity":2},'
+...                 b'{"item_id":"b","category":"books","price":3}]}')
+>>> c.observe(e, plan)
+True
+>>> key, w, now = "purchase|category=outdoor", 10 * MINUTE_MS, 1795773600500
+>>> c.count(key, w, now), c.total(key, w, now), c.distinct(key, "item_id", w, now)  # 2 x 9.5, not the book
+(1, 19.0, 1)
+>>> c.next_change(key, w, now)    # bucket 1795773600000 + 10 min
+1795774200000
+>>> c.count(key, w, 1795774199999), c.count(key, w, 1795774200000)
+(1, 0)
+>>> WindowedCounters.from_record(c.to_record()) == c
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import orjson
+
+from operators.events import EVENT_TYPES, Event, LineItem
+
+SECOND_MS = 1_000
+MINUTE_MS = 60 * SECOND_MS
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+MAX_WINDOW_MS = 90 * DAY_MS
+MAX_DISTINCT_PER_BUCKET = 32
+DISTINCT_ATTRS = ("item_id", "category", "brand")
+RECORD_VERSION = 1
+_SPEC_TYPES = frozenset(EVENT_TYPES) | {"any"}
+_ITEM_FILTERS = ("category", "brand", "item_id", "min_price", "max_price")
+_FILTERS = ("category", "brand", "item_id", "channel", "device", "min_price", "max_price")  # key order
+_NO_MATCH: tuple[bool, float, tuple[LineItem, ...]] = (False, 0.0, ())
+_EMPTY: dict = {}  # shared default for reads; never written
+
+
+class FeatureRecordError(ValueError):
+    """A stored counters record does not have the expected shape."""
+
+
+def resolution_ms(window_ms: int) -> int:
+    """Bucket size used for a window.
+
+    >>> resolution_ms(HOUR_MS), resolution_ms(HOUR_MS + 1), resolution_ms(60 * HOUR_MS + 1)
+    (1000, 60000, 3600000)
+    """
+    if isinstance(window_ms, bool) or not isinstance(window_ms, int):
+        raise ValueError(f"window {window_ms!r} must be an integer number of milliseconds")
+    if window_ms < SECOND_MS:
+        raise ValueError(f"window {window_ms} ms is shorter than the minimum {SECOND_MS} ms")
+    if window_ms <= HOUR_MS:
+        return SECOND_MS
+    if window_ms <= 60 * HOUR_MS:
+        return MINUTE_MS
+    if window_ms <= MAX_WINDOW_MS:
+        return HOUR_MS
+    raise ValueError(f"window {window_ms} ms is longer than the maximum {MAX_WINDOW_MS} ms (90 days)")
+
+
+def _value(lines: tuple[LineItem, ...]) -> float:
+    v = 0.0
+    for line in lines:
+        v += line.price * line.quantity
+    return v
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """Which events a series counts. ``key`` is its canonical, stable name.
+
+    >>> SeriesSpec("product_view", category="outdoor", min_price=100.0).key
+    'product_view|category=outdoor|min_price=100'
+    """
+
+    event_type: str
+    category: str | None = None
+    brand: str | None = None
+    item_id: str | None = None
+    channel: str | None = None
+    device: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    key: str = field(init=False, repr=False, compare=False)
+    _items: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.event_type not in _SPEC_TYPES:
+            raise ValueError(f"series event_type {self.event_type!r} is not one of: any, {', '.join(EVENT_TYPES)}")
+        parts = [self.event_type]
+        for name in _FILTERS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name.endswith("_price"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"series filter {name}={value!r} must be a finite number")
+                value = str(int(value)) if float(value).is_integer() else repr(float(value))
+            elif not isinstance(value, str) or not value or "|" in value or "=" in value:
+                raise ValueError(f"series filter {name}={value!r} must be a non-empty string without '|' or '='")
+            parts.append(f"{name}={value}")
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError(f"series {'|'.join(parts)!r}: min_price is above max_price")
+        object.__setattr__(self, "key", "|".join(parts))
+        object.__setattr__(self, "_items", any(getattr(self, n) is not None for n in _ITEM_FILTERS))
+
+    def _line_ok(self, line: LineItem) -> bool:
+        cat, lc = self.category, line.category
+        return ((cat is None or (lc is not None and lc.startswith(cat)
+                                 and (len(lc) == len(cat) or lc[len(cat)] == "/")))
+                and (self.brand is None or line.brand == self.brand)
+                and (self.item_id is None or line.item_id == self.item_id)
+                and (self.min_price is None or line.price >= self.min_price)
+                and (self.max_price is None or line.price <= self.max_price))
+
+    def match(self, event: Event) -> tuple[bool, float, tuple[LineItem, ...]]:
+        """``(matched, value, matching lines)``; the lines are all lines without item filters."""
+        if self.event_type != "any" and event.type != self.event_type:
+            return _NO_MATCH
+        ctx = event.context
+        if (self.channel is not None and ctx.channel != self.channel) or \
+                (self.device is not None and ctx.device != self.device):
+            return _NO_MATCH
+        lines = event.items
+        if self._items:
+            lines = tuple(line for line in lines if self._line_ok(line))
+            if not lines:
+                return _NO_MATCH
+        return True, _value(lines), lines
+
+
+Requirement = tuple[SeriesSpec, "int | None", "str | None"]
+
+
+class FeaturePlan:
+    """The series, windows and distinct attributes to keep; built once, then read-only.
+
+    Per series key: ``specs``, ``windows`` (frozenset), ``distinct_attrs`` (frozenset),
+    ``resolutions`` (sorted tuple), ``longest`` (resolution -> longest window using it).
+    ``by_type[t]`` lists the keys of every series an event of type ``t`` can match (its
+    own type's series and the ``"any"`` ones). The plan always holds one unfiltered series
+    per event type and ``"any"``, so ``last`` of every type is available.
+
+    >>> plan = FeaturePlan([(SeriesSpec("search"), HOUR_MS, None), (SeriesSpec("search"), 2 * DAY_MS, None)])
+    >>> plan.resolutions["search"], plan.longest["search"], plan.windows["purchase"]
+    ((1000, 60000), {1000: 3600000, 60000: 172800000}, frozenset())
+    >>> plan.by_type["search"]
+    ['any', 'search']
+    """
+
+    def __init__(self, requirements: Iterable[Requirement]) -> None:
+        self.specs: dict[str, SeriesSpec] = {}
+        need: dict[str, set[tuple[int, str]]] = {}  # key -> {(window, distinct attr or "")}
+        base = [(SeriesSpec(t), None, None) for t in ("any", *EVENT_TYPES)]
+        for n, (spec, window, attr) in enumerate([*base, *requirements], start=-len(base)):
+            if not isinstance(spec, SeriesSpec):
+                raise ValueError(f"requirement {n}: expected a SeriesSpec, got {type(spec).__name__}")
+            self.specs.setdefault(spec.key, spec)
+            need.setdefault(spec.key, set())
+            if attr is not None and (attr not in DISTINCT_ATTRS or window is None):
+                raise ValueError(f"requirement {n} ({spec.key}): distinct {attr!r} needs a window and one of: "
+                                 f"{', '.join(DISTINCT_ATTRS)}")
+            if window is not None:
+                resolution_ms(window)
+                need[spec.key].add((window, attr or ""))
+        self.windows = {k: frozenset(w for w, _ in reqs) for k, reqs in need.items()}
+        self.distinct_attrs = {k: frozenset(a for _, a in reqs if a) for k, reqs in need.items()}
+        self.longest: dict[str, dict[int, int]] = {k: {} for k in need}
+        self._keep_d: dict[tuple[str, int, str], int] = {}  # (key, res, attr) -> longest distinct window
+        for key, reqs in need.items():
+            for w, attr in sorted(reqs):
+                self.longest[key][resolution_ms(w)] = w
+                if attr:
+                    self._keep_d[(key, resolution_ms(w), attr)] = w
+        self.resolutions = {k: tuple(sorted(v)) for k, v in self.longest.items()}
+        # What observe() walks per event type: (key, spec or None when the type is the only
+        # filter, ((res, (key, res), (((key, res, attr), attr), ...)), ...)): keys made once.
+        compiled = {k: (k, s if s._items or s.channel or s.device else None,
+                        tuple((r, (k, r), tuple((d, d[2]) for d in sorted(self._keep_d) if d[:2] == (k, r)))
+                              for r in self.resolutions[k]))
+                    for k, s in self.specs.items()}
+        self.by_type = {t: sorted(k for k, s in self.specs.items() if s.event_type in (t, "any")) for t in EVENT_TYPES}
+        self._compiled = {t: tuple(compiled[k] for k in keys) for t, keys in self.by_type.items()}
+        canon = [[k, sorted(need[k])] for k in sorted(need)]
+        self.fingerprint = hashlib.sha256(orjson.dumps(canon)).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"FeaturePlan({len(self.specs)} series, fingerprint={self.fingerprint})"
+
+
+def _add_capped(values: set[str], v: str) -> None:
+    """Keep the ``MAX_DISTINCT_PER_BUCKET`` smallest values: independent of arrival order."""
+    if v in values:
+        return
+    if len(values) < MAX_DISTINCT_PER_BUCKET:
+        values.add(v)
+        return
+    top = max(values)
+    if v < top:
+        values.remove(top)
+        values.add(v)
+
+
+class WindowedCounters:
+    """One profile's buckets: ``{(key, res): {b: [count, sum]}}``, distinct sets
+    ``{(key, res, attr): {b: set}}`` and ``{key: last ts}``. Reads never mutate."""
+
+    __slots__ = ("_b", "_d", "_last")
+
+    def __init__(self) -> None:
+        self._b: dict[tuple[str, int], dict[int, list]] = {}
+        self._d: dict[tuple[str, int, str], dict[int, set[str]]] = {}
+        self._last: dict[str, int] = {}
+
+    # -- updates ----------------------------------------------------------------------
+    def observe(self, event: Event, plan: FeaturePlan) -> bool:
+        """Count one event in every series of ``plan`` it matches; True if anything changed."""
+        ts = event.ts_ms
+        changed = False
+        last = self._last
+        for key, spec, layout in plan._compiled.get(event.type, ()):
+            if spec is None:
+                lines, value = event.items, None
+            else:
+                ok, value, lines = spec.match(event)
+                if not ok:
+                    continue
+            old = last.get(key)
+            if old is None or ts > old:
+                last[key] = ts
+                changed = True
+            if not layout:
+                continue
+            changed = True
+            if value is None:
+                value = _value(lines)
+            for res, bkey, dkeys in layout:
+                b = ts - ts % res
+                buckets = self._b.get(bkey)
+                if buckets is None:
+                    buckets = self._b[bkey] = {}
+                cell = buckets.get(b)
+                if cell is None:
+                    buckets[b] = [1, value]
+                else:
+                    cell[0] += 1
+                    cell[1] += value
+                for dkey, attr in dkeys:
+                    for line in lines:
+                        v = getattr(line, attr)
+                        if v is not None:
+                            self._distinct_add(dkey, b, v)
+        return changed
+
+    def _distinct_add(self, dkey: tuple[str, int, str], b: int, v: str) -> None:
+        buckets = self._d.get(dkey)
+        if buckets is None:
+            buckets = self._d[dkey] = {}
+        values = buckets.get(b)
+        if values is None:
+            buckets[b] = {v}
+        else:
+            _add_capped(values, v)
+
+    def prune(self, plan: FeaturePlan, now: int) -> None:
+        """Drop what no registered window can read again at any instant >= ``now``."""
+        for key in [k for k in self._last if k not in plan.specs]:
+            del self._last[key]
+        for (key, res), buckets in list(self._b.items()):
+            w = plan.longest.get(key, _EMPTY).get(res)
+            if w is None or not _drop_old(buckets, now - w):
+                del self._b[(key, res)]
+        for dkey, buckets in list(self._d.items()):
+            w = plan._keep_d.get(dkey)
+            if w is None or not _drop_old(buckets, now - w):
+                del self._d[dkey]
+
+    def absorb(self, other: WindowedCounters) -> None:
+        """Merge another profile's counters into this one (identity stitching)."""
+        for key, ts in other._last.items():
+            if ts > self._last.get(key, ts - 1):
+                self._last[key] = ts
+        for bkey, buckets in other._b.items():
+            into = self._b.setdefault(bkey, {})
+            for b, (c, s) in buckets.items():
+                cell = into.get(b)
+                if cell is None:
+                    into[b] = [c, s]
+                else:
+                    cell[0] += c
+                    cell[1] += s
+        for dkey, buckets in other._d.items():
+            for b, values in buckets.items():
+                for v in values:
+                    self._distinct_add(dkey, b, v)
+
+    # -- reads ------------------------------------------------------------------------
+    def _inside(self, key: str, window_ms: int, now: int) -> list[tuple[int, list]]:
+        cutoff = now - window_ms
+        return [(b, cell) for b, cell in self._b.get((key, resolution_ms(window_ms)), _EMPTY).items() if b > cutoff]
+
+    def count(self, key: str, window_ms: int, now: int) -> int:
+        return sum(cell[0] for _, cell in self._inside(key, window_ms, now))
+
+    def total(self, key: str, window_ms: int, now: int) -> float:
+        return float(sum(cell[1] for _, cell in self._inside(key, window_ms, now)))
+
+    def distinct(self, key: str, attr: str, window_ms: int, now: int) -> int:
+        if attr not in DISTINCT_ATTRS:
+            raise ValueError(f"distinct attribute {attr!r} is not one of: {', '.join(DISTINCT_ATTRS)}")
+        buckets = self._d.get((key, resolution_ms(window_ms), attr), _EMPTY)
+        cutoff = now - window_ms
+        return len(set().union(*(values for b, values in buckets.items() if b > cutoff)))
+
+    def last(self, key: str) -> int | None:
+        return self._last.get(key)
+
+    def next_change(self, key: str, window_ms: int, now: int) -> int | None:
+        first = min((b for b, _ in self._inside(key, window_ms, now)), default=None)
+        return None if first is None else first + window_ms
+
+    # -- stored form --------------------------------------------------------------------
+    def to_record(self) -> dict[str, Any]:
+        """``{"v": 1, "last": {key: ts}, "b": [[key, res, [di, count, sum, ...]], ...],
+        "d": [[key, res, attr, [di, [values], ...]], ...]}``, everything sorted; ``di`` is
+        the bucket index ``b // res`` minus the previous one (the first is absolute)."""
+        rec: dict[str, Any] = {"v": RECORD_VERSION, "last": dict(sorted(self._last.items()))}
+        if self._b:
+            rec["b"] = [[k, r, _pack(bk, r, _cell)] for (k, r), bk in sorted(self._b.items())]
+        if self._d:
+            rec["d"] = [[k, r, a, _pack(bk, r, lambda vs: (sorted(vs),))] for (k, r, a), bk in sorted(self._d.items())]
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> WindowedCounters:
+        if not isinstance(rec, dict) or rec.get("v") != RECORD_VERSION:
+            raise FeatureRecordError(f"counters record: expected a dict with v={RECORD_VERSION}")
+        out = cls()
+        try:
+            out._last = {str(k): _int(ts) for k, ts in rec["last"].items()}
+            for key, res, flat in rec.get("b", ()):
+                res = _int(res)
+                out._b[(str(key), res)] = {b: [_int(flat[i + 1]), float(flat[i + 2])] for i, b in _unpack(flat, res, 3)}
+            for key, res, attr, flat in rec.get("d", ()):
+                res = _int(res)
+                out._d[(str(key), res, str(attr))] = {b: _strs(flat[i + 1]) for i, b in _unpack(flat, res, 2)}
+        except FeatureRecordError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise FeatureRecordError(f"counters record: {exc!r}") from exc
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WindowedCounters):
+            return NotImplemented
+        return self._last == other._last and self._b == other._b and self._d == other._d
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"WindowedCounters({len(self._last)} series, {sum(map(len, self._b.values()))} buckets)"
+
+
+def _drop_old(buckets: dict[int, Any], cutoff: int) -> bool:
+    """Delete buckets ``b <= cutoff`` in place; False if none is left."""
+    if buckets and min(buckets) <= cutoff:
+        for b in [b for b in buckets if b <= cutoff]:
+            del buckets[b]
+    return bool(buckets)
+
+
+def _int(x: Any) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise FeatureRecordError(f"counters record: expected an integer, got {x!r}")
+    return x
+
+
+def _strs(values: Any) -> set[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise FeatureRecordError(f"counters record: expected a list of strings, got {values!r:.80}")
+    return set(values)
+
+
+def _cell(cell: list) -> tuple:
+    s = cell[1]  # an integral sum is stored as an int (shorter), read back as a float
+    return cell[0], int(s) if s.is_integer() and abs(s) < 2**53 else s
+
+
+def _pack(buckets: dict[int, Any], res: int, enc: Any) -> list:
+    flat: list = []
+    prev = 0
+    for b in sorted(buckets):
+        flat.append(b // res - prev)
+        flat.extend(enc(buckets[b]))
+        prev = b // res
+    return flat
+
+
+def _unpack(flat: list, res: int, stride: int) -> Iterable[tuple[int, int]]:
+    if not isinstance(flat, list) or len(flat) % stride:
+        raise FeatureRecordError(f"counters record: bucket list of length {len(flat)} is not in groups of {stride}")
+    idx = 0
+    for i in range(0, len(flat), stride):
+        idx += _int(flat[i])
+        yield i, idx * res

@@ -1,0 +1,319 @@
+"""Windowed counters: window edges per resolution, filters, distinct cap, pruning, merge, storage."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from operators.events import parse_event
+from operators.features import (DAY_MS, HOUR_MS, MAX_DISTINCT_PER_BUCKET, MAX_WINDOW_MS, MINUTE_MS,
+                                FeaturePlan, FeatureRecordError, SeriesSpec, WindowedCounters, resolution_ms)
+
+T0 = 1_795_798_800_000  # a whole hour (so a whole minute and second too)
+
+_n = iter(range(10**9))
+
+
+def ev(type_, ts, items=None, channel=None, device=None, **line):
+    doc = {"event_id": f"e{next(_n)}", "type": type_, "user_id": "u1", "timestamp": ts}
+    if items is not None:
+        doc["items"] = items
+    doc.update(line)
+    ctx = {k: v for k, v in (("channel", channel), ("device", device)) if v is not None}
+    if ctx:
+        doc["context"] = ctx
+    e = parse_event(orjson.dumps(doc))
+    assert not hasattr(e, "reason"), e
+    return e
+
+
+def stored(c):
+    """The buckets of the stored form: {(key, res): [b, ...]} and {(key, res, attr): {b: values}}."""
+    def starts(res, flat, stride):
+        idx = [sum(flat[0:i + 1:stride]) for i in range(0, len(flat), stride)]
+        return [(i * res, flat[j * stride + 1]) for j, i in enumerate(idx)]
+    rec = c.to_record()
+    return ({(k, r): [b for b, _ in starts(r, flat, 3)] for k, r, flat in rec.get("b", [])},
+            {(k, r, a): dict(starts(r, flat, 2)) for k, r, a, flat in rec.get("d", [])})
+
+
+def observed(plan, events):
+    c = WindowedCounters()
+    for e in events:
+        c.observe(e, plan)
+    return c
+
+
+def test_resolution_by_window_and_errors():
+    assert [resolution_ms(w) for w in (1000, HOUR_MS, HOUR_MS + 1, 60 * HOUR_MS, 60 * HOUR_MS + 1, MAX_WINDOW_MS)] \
+        == [1000, 1000, 60_000, 60_000, 3_600_000, 3_600_000]
+    with pytest.raises(ValueError, match="longer than the maximum 7776000000"):
+        resolution_ms(MAX_WINDOW_MS + 1)
+    with pytest.raises(ValueError, match="shorter than the minimum 1000"):
+        resolution_ms(999)
+    with pytest.raises(ValueError, match="integer"):
+        resolution_ms(1000.0)
+    with pytest.raises(ValueError, match="longer than the maximum"):
+        FeaturePlan([(SeriesSpec("search"), 91 * DAY_MS, None)])
+
+
+@pytest.mark.parametrize("window, res", [(10 * MINUTE_MS, 1000), (2 * DAY_MS, MINUTE_MS), (30 * DAY_MS, HOUR_MS)])
+def test_window_edges_at_each_resolution(window, res):
+    plan = FeaturePlan([(SeriesSpec("search"), window, None)])
+    ts = T0 + res + res // 2 + 7  # inside the bucket b = T0 + res
+    b = T0 + res
+    c = observed(plan, [ev("search", ts, query="tent")])
+    assert c.count("search", window, ts) == 1
+    assert c.count("search", window, b + window - 1) == 1
+    assert c.count("search", window, b + window) == 0
+    assert c.next_change("search", window, ts) == b + window
+    assert c.next_change("search", window, b + window - 1) == b + window
+    assert c.next_change("search", window, b + window) is None
+    assert stored(c) == ({("search", res): [b]}, {})  # only the resolution the window needs
+
+
+def test_count_total_and_next_change_over_several_buckets():
+    w = 10 * 1000
+    plan = FeaturePlan([(SeriesSpec("purchase"), w, None)])
+    c = observed(plan, [ev("purchase", T0 + 100, item_id="a", price=2.5, quantity=2),
+                        ev("purchase", T0 + 900, item_id="b", price=1),
+                        ev("purchase", T0 + 3_000, item_id="c", price=10)])
+    assert (c.count("purchase", w, T0 + 3_000), c.total("purchase", w, T0 + 3_000)) == (3, 16.0)
+    assert c.next_change("purchase", w, T0 + 3_000) == T0 + w
+    assert (c.count("purchase", w, T0 + w), c.total("purchase", w, T0 + w)) == (1, 10.0)
+    assert c.next_change("purchase", w, T0 + w) == T0 + 3_000 + w
+    assert c.total("nothing", w, T0) == 0.0 and c.count("nothing", w, T0) == 0
+    assert c.next_change("nothing", w, T0) is None
+
+
+def test_late_event_lands_in_its_own_bucket():
+    w = 5 * 1000
+    plan = FeaturePlan([(SeriesSpec("search"), w, None)])
+    c = observed(plan, [ev("search", T0 + 10_500), ev("search", T0 + 8_200)])
+    assert stored(c)[0] == {("search", 1000): [T0 + 8_000, T0 + 10_000]}
+    assert c.count("search", w, T0 + 10_500) == 2
+    assert c.count("search", w, T0 + 12_999) == 2  # the late one, until 8000 + 5000
+    assert c.count("search", w, T0 + 13_000) == 1
+    assert c.next_change("search", w, T0 + 10_500) == T0 + 13_000
+    assert c.last("search") == T0 + 10_500
+
+
+def test_filters():
+    w = HOUR_MS
+    specs = [SeriesSpec("product_view", category="outdoor"), SeriesSpec("product_view", brand="acme"),
+             SeriesSpec("product_view", min_price=10, max_price=20), SeriesSpec("any", channel="app"),
+             SeriesSpec("purchase", category="outdoor/tents", device="mobile")]
+    plan = FeaturePlan([(s, w, None) for s in specs])
+    events = [ev("product_view", T0, item_id="a", category="outdoor", price=5),
+              ev("product_view", T0, item_id="b", category="outdoor/tents", brand="acme", price=10),
+              ev("product_view", T0, item_id="c", category="outdoorsy", price=20, channel="app"),
+              ev("product_view", T0, item_id="d", category="books", brand="acme", price=20.5),
+              ev("page_view", T0, channel="app"),
+              ev("purchase", T0, items=[{"item_id": "e", "category": "outdoor/tents/2p", "price": 100, "quantity": 2},
+                                        {"item_id": "f", "category": "outdoor", "price": 7}], device="mobile"),
+              ev("purchase", T0, item_id="g", category="outdoor/tents", price=1, device="desktop")]
+    c = observed(plan, events)
+    got = {s.key: (c.count(s.key, w, T0), c.total(s.key, w, T0)) for s in specs}
+    assert got == {"product_view|category=outdoor": (2, 15.0),          # not "outdoorsy"
+                   "product_view|brand=acme": (2, 30.5),
+                   "product_view|min_price=10|max_price=20": (2, 30.0),  # bounds inclusive
+                   "any|channel=app": (2, 20.0),
+                   "purchase|category=outdoor/tents|device=mobile": (1, 200.0)}  # matching lines only
+    assert specs[2].key == "product_view|min_price=10|max_price=20"
+    assert SeriesSpec("search", min_price=0.5).key == "search|min_price=0.5"
+    assert c.last("product_view") == T0 and c.last("search") is None
+
+
+def test_spec_validation_and_match():
+    with pytest.raises(ValueError, match="event_type 'teleport'"):
+        SeriesSpec("teleport")
+    with pytest.raises(ValueError, match="category='a|b'"):
+        SeriesSpec("search", category="a|b")
+    with pytest.raises(ValueError, match="min_price is above max_price"):
+        SeriesSpec("search", min_price=5, max_price=1)
+    assert hash(SeriesSpec("search", brand="x")) == hash(SeriesSpec("search", brand="x"))
+    ok, value, lines = SeriesSpec("page_view").match(ev("page_view", T0))
+    assert (ok, value, lines) == (True, 0.0, ())
+    assert SeriesSpec("purchase").match(ev("page_view", T0))[0] is False
+
+
+def test_distinct_and_cap():
+    w = HOUR_MS
+    spec = SeriesSpec("product_view")
+    plan = FeaturePlan([(spec, w, "item_id"), (spec, w, "brand")])
+    items = [f"sku-{i:03d}" for i in range(MAX_DISTINCT_PER_BUCKET + 8)]
+    c = observed(plan, [ev("product_view", T0 + 1_500, item_id="x", brand="b1"),
+                        ev("product_view", T0 + 1_600, item_id="x"),
+                        ev("product_view", T0 + 5_000, item_id="y", brand="b1")])
+    assert c.distinct("product_view", "item_id", w, T0 + 5_000) == 2
+    assert c.distinct("product_view", "brand", w, T0 + 5_000) == 1
+    assert c.distinct("product_view", "category", w, T0 + 5_000) == 0
+    assert c.distinct("product_view", "item_id", w, T0 + 1_000 + w) == 1
+    # One bucket saturates at the cap, keeping the smallest values whatever the order.
+    a = observed(plan, [ev("product_view", T0 + 10, item_id=i) for i in items])
+    b = observed(plan, [ev("product_view", T0 + 10, item_id=i) for i in reversed(items)])
+    assert a == b
+    assert a.distinct("product_view", "item_id", w, T0) == MAX_DISTINCT_PER_BUCKET
+    assert stored(a)[1][("product_view", 1000, "item_id")] == {T0: items[:MAX_DISTINCT_PER_BUCKET]}
+    # Across buckets the union may exceed one bucket's cap.
+    a.observe(ev("product_view", T0 + 2_000, item_id="zzz"), plan)
+    assert a.distinct("product_view", "item_id", w, T0 + 2_000) == MAX_DISTINCT_PER_BUCKET + 1
+    with pytest.raises(ValueError, match="distinct attribute .price."):
+        a.distinct("product_view", "price", w, T0)
+    with pytest.raises(ValueError, match="needs a window and one of"):
+        FeaturePlan([(spec, None, "item_id")])
+
+
+def test_plan_shape():
+    s = SeriesSpec("purchase", category="outdoor")
+    plan = FeaturePlan([(s, 10 * MINUTE_MS, None), (s, HOUR_MS, "item_id"), (s, 7 * DAY_MS, None),
+                        (s, 3 * DAY_MS, None), (SeriesSpec("login"), None, None)])
+    k = s.key
+    assert plan.specs[k] == s
+    assert plan.windows[k] == {10 * MINUTE_MS, HOUR_MS, 7 * DAY_MS, 3 * DAY_MS}
+    assert plan.distinct_attrs[k] == {"item_id"}
+    assert plan.resolutions[k] == (1000, HOUR_MS)
+    assert plan.longest[k] == {1000: HOUR_MS, HOUR_MS: 7 * DAY_MS}
+    assert plan.by_type["purchase"] == ["any", "purchase", k]
+    assert plan.by_type["login"] == ["any", "login"]
+    assert set(plan.specs) >= {"any", "page_view", "consent_update"}
+    same = FeaturePlan([(SeriesSpec("login"), None, None), (s, 3 * DAY_MS, None), (s, 7 * DAY_MS, None),
+                        (s, HOUR_MS, "item_id"), (s, 10 * MINUTE_MS, None)])
+    assert plan.fingerprint == same.fingerprint
+    assert plan.fingerprint != FeaturePlan([(s, HOUR_MS, None)]).fingerprint
+
+
+def test_observe_reports_change():
+    plan = FeaturePlan([(SeriesSpec("search"), HOUR_MS, None)])
+    c = WindowedCounters()
+    assert c.observe(ev("page_view", T0), plan) is True       # last of page_view and any
+    assert c.observe(ev("page_view", T0 - 5), plan) is False  # older: no recency change, no windows
+    assert c.observe(ev("search", T0 - 5), plan) is True      # windowed series: counted
+    assert c.last("any") == T0
+
+
+def test_prune_keeps_what_windows_need_and_nothing_more():
+    s = SeriesSpec("product_view")
+    plan = FeaturePlan([(s, 10 * 1000, "item_id"), (s, HOUR_MS, None), (s, 2 * DAY_MS, None)])
+    old = FeaturePlan([(SeriesSpec("search", channel="app"), HOUR_MS, None), (SeriesSpec("search"), HOUR_MS, None),
+                       (s, 90 * DAY_MS, "brand")])
+    now = T0 + 4 * HOUR_MS
+    c = WindowedCounters()
+    for t in [*range(0, 4 * HOUR_MS, 10 * MINUTE_MS), 4 * HOUR_MS - 5_000]:
+        c.observe(ev("product_view", T0 + t, item_id=f"i{t}", brand="b"), plan)
+        c.observe(ev("product_view", T0 + t, item_id=f"i{t}", brand="b"), old)
+        c.observe(ev("search", T0 + t, channel="app"), old)
+    windows = (10 * 1000, HOUR_MS, 2 * DAY_MS)
+    before = {w: c.count("product_view", w, now) for w in windows}, c.distinct("product_view", "item_id", 10_000, now)
+    c.prune(plan, now)
+    assert ({w: c.count("product_view", w, now) for w in windows},
+            c.distinct("product_view", "item_id", 10_000, now)) == before
+    assert c.last("search|channel=app") is None      # no longer in the plan
+    assert c.last("search") == now - 5_000             # base series: recency only
+    assert c.last("product_view") == now - 5_000 and c.last("any") == now - 5_000
+    buckets, sets = stored(c)
+    assert set(buckets) == {("product_view", 1000), ("product_view", MINUTE_MS)}  # hour ones were the old plan's
+    assert buckets[("product_view", 1000)] == [T0 + t for t in range(3 * HOUR_MS + 10 * MINUTE_MS, 4 * HOUR_MS,
+                                                                     10 * MINUTE_MS)] + [now - 5_000]
+    assert len(buckets[("product_view", MINUTE_MS)]) == 25   # 2 days hold them all
+    assert sets == {("product_view", 1000, "item_id"): {now - 5_000: [f"i{4 * HOUR_MS - 5_000}"]}}
+    # At the instant the last second bucket leaves the 10 s window, the distinct sets go.
+    c.prune(plan, now - 5_000 + 10_000)
+    assert stored(c)[1] == {}
+    c.prune(FeaturePlan([]), now)
+    assert stored(c) == ({}, {}) and c.last("product_view") == now - 5_000
+
+
+def test_prune_bound_per_resolution():
+    s = SeriesSpec("search")
+    plan = FeaturePlan([(s, HOUR_MS, None), (s, 60 * HOUR_MS, None), (s, MAX_WINDOW_MS, None)])
+    c = WindowedCounters()
+    for t in range(0, 100 * DAY_MS, 17 * MINUTE_MS):
+        c.observe(ev("search", T0 + t), plan)
+    for t in range(100 * DAY_MS - 2 * HOUR_MS, 100 * DAY_MS + 1, 1000):
+        c.observe(ev("search", T0 + t), plan)
+    c.prune(plan, T0 + 100 * DAY_MS)
+    sizes = {r: len(b) for (_, r), b in stored(c)[0].items()}
+    assert sizes[1000] == 3600 and sizes[MINUTE_MS] <= 3600 and sizes[HOUR_MS] == 2160
+
+
+def test_record_round_trip_and_errors():
+    s = SeriesSpec("purchase", brand="acme")
+    plan = FeaturePlan([(s, HOUR_MS, "item_id"), (s, 30 * DAY_MS, None), (SeriesSpec("search"), 3 * DAY_MS, None)])
+    c = observed(plan, [ev("purchase", T0 + 5, item_id="a", brand="acme", price=9.99, quantity=3),
+                        ev("purchase", T0 + 8_000, item_id="b", brand="acme", price=4),
+                        ev("search", T0 + HOUR_MS + 1), ev("page_view", T0 - 1)])
+    rec = c.to_record()
+    back = WindowedCounters.from_record(orjson.loads(orjson.dumps(rec)))
+    assert back == c and back.to_record() == rec
+    assert back.total(s.key, HOUR_MS, T0 + 8_000) == c.total(s.key, HOUR_MS, T0 + 8_000)
+    assert rec["v"] == 1 and rec["last"] == {"any": T0 + HOUR_MS + 1, "page_view": T0 - 1, "purchase": T0 + 8_000,
+                                             s.key: T0 + 8_000, "search": T0 + HOUR_MS + 1}
+    assert rec["b"][:2] == [[s.key, 1000, [T0 // 1000, 1, 29.97, 8, 1, 4]],  # delta-coded bucket indexes
+                            [s.key, HOUR_MS, [T0 // HOUR_MS, 2, 33.97]]]
+    assert rec["d"] == [[s.key, 1000, "item_id", [T0 // 1000, ["a"], 8, ["b"]]]]
+    assert WindowedCounters.from_record(WindowedCounters().to_record()) == WindowedCounters()
+    for bad in ({}, {"v": 1}, {"v": 1, "last": {}, "b": [["k", 1000, [1, 2]]]},
+                {"v": 1, "last": {"k": "x"}}, {"v": 1, "last": {}, "b": [["k", "1000", [1, 2, 3]]]},
+                {"v": 1, "last": {}, "d": [["k", 1000, "brand", [1, "abc"]]]}):
+        with pytest.raises(FeatureRecordError):
+            WindowedCounters.from_record(bad)
+
+
+# -- properties ------------------------------------------------------------------------
+SPECS = [SeriesSpec("purchase"), SeriesSpec("any"), SeriesSpec("product_view", category="outdoor"),
+         SeriesSpec("any", channel="app"), SeriesSpec("purchase", min_price=2, max_price=10)]
+WINDOWS = [1000, 7 * 1000, HOUR_MS, HOUR_MS + 1, 5 * HOUR_MS, 60 * HOUR_MS, 61 * HOUR_MS, 20 * DAY_MS]
+PLAN = FeaturePlan([(s, w, "category") for s in SPECS for w in WINDOWS])
+SPAN = 25 * DAY_MS
+
+event_st = st.builds(
+    lambda t, ts, cat, price, qty, app: ev(
+        t, T0 + ts, channel="app" if app else None,
+        **({"item_id": f"i{price}", "category": cat, "price": price, "quantity": qty} if t != "page_view" else {})),
+    st.sampled_from(["purchase", "product_view", "page_view"]),
+    st.one_of(st.integers(0, 3 * HOUR_MS), st.integers(0, SPAN)),
+    st.sampled_from(["outdoor", "outdoor/tents", "outdoorsy", "books"]),
+    st.sampled_from([0, 0.5, 2, 9.25, 10, 12]),
+    st.integers(1, 3), st.booleans())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event_st, max_size=25), st.lists(st.booleans(), min_size=25, max_size=25))
+def test_absorb_equals_observing_everything(events, side):
+    a = observed(PLAN, [e for e, s in zip(events, side) if s])
+    b = observed(PLAN, [e for e, s in zip(events, side) if not s])
+    ab, ba = observed(PLAN, []), observed(PLAN, [])
+    ab.absorb(a), ab.absorb(b)
+    ba.absorb(b), ba.absorb(a)
+    assert ab == ba == observed(PLAN, events)
+    a.absorb(b)
+    assert a == ab
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(event_st, min_size=1, max_size=25), st.integers(0, 30 * DAY_MS), st.data())
+def test_reads_match_brute_force_over_raw_events(events, later, data):
+    c = observed(PLAN, events)
+    now = max(e.ts_ms for e in events) + data.draw(st.sampled_from([0, 1, 999, 1000, later]))
+    for spec in SPECS:
+        hits = [(e, spec.match(e)) for e in events]
+        hits = [(e.ts_ms, value, lines) for e, (ok, value, lines) in hits if ok]
+        assert c.last(spec.key) == max((ts for ts, _, _ in hits), default=None)
+        for w in WINDOWS:
+            r = resolution_ms(w)
+            inside = [(ts, v, lines) for ts, v, lines in hits if ts - ts % r > now - w]
+            assert c.count(spec.key, w, now) == len(inside)
+            assert c.total(spec.key, w, now) == pytest.approx(sum(v for _, v, _ in inside))
+            cats = {line.category for _, _, lines in inside for line in lines if line.category}
+            assert c.distinct(spec.key, "category", w, now) == len(cats)
+            changes = [ts - ts % r + w for ts, _, _ in inside]
+            assert c.next_change(spec.key, w, now) == min(changes, default=None)
+    kept = WindowedCounters.from_record(c.to_record())
+    kept.prune(PLAN, now)
+    for spec in SPECS:
+        for w in WINDOWS:
+            assert kept.count(spec.key, w, now) == c.count(spec.key, w, now)
+            assert kept.next_change(spec.key, w, now) == c.next_change(spec.key, w, now)
