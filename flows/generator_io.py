@@ -13,10 +13,11 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows import metrics as m
 from flows.shutdown import stop_requested
-from flows.records import DeadLetter, RawRecord
+from flows.records import DeadLetter, RawRecord, Tick
 from operators.synthetic import ClickstreamGenerator
 
 GENERATOR_SOURCE = "generator/0"
+TICK_INTERVAL_S = 0.2
 
 
 class _GeneratorPartition(StatefulSourcePartition[RawRecord, int]):
@@ -33,17 +34,29 @@ class _GeneratorPartition(StatefulSourcePartition[RawRecord, int]):
             self._emitted += 1
         self._start = time.monotonic() - self._emitted / rate
         self._awake: datetime | None = None
+        self._next_tick = 0.0
+        self._ended = False
 
-    def next_batch(self) -> list[RawRecord]:
-        if (self._limit is not None and self._emitted >= self._limit) or stop_requested():
+    def next_batch(self) -> list[RawRecord | Tick]:
+        if self._ended or stop_requested():
             raise StopIteration
+        if self._limit is not None and self._emitted >= self._limit:
+            self._ended = True
+            return [Tick(GENERATOR_SOURCE, None, final=True)]
+        # The generator is always caught up (its events are "now"): its heartbeat carries
+        # the wall clock, so segment timers fire while it is quiet.
+        now = time.monotonic()
+        tick = []
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_INTERVAL_S
+            tick = [Tick(GENERATOR_SOURCE, int(time.time() * 1000))]
         due = int((time.monotonic() - self._start) * self._rate) - self._emitted
         n = min(due, self._batch_size)
         if self._limit is not None:
             n = min(n, self._limit - self._emitted)
         if n <= 0:
-            self._awake = datetime.now(timezone.utc) + timedelta(seconds=1 / self._rate)
-            return []
+            self._awake = datetime.now(timezone.utc) + timedelta(seconds=min(1 / self._rate, TICK_INTERVAL_S))
+            return tick
         self._awake = None
         now_ms = int(time.time() * 1000)
         out = []
@@ -51,7 +64,7 @@ class _GeneratorPartition(StatefulSourcePartition[RawRecord, int]):
             key, value = self._gen.next_record(now_ms)
             out.append(RawRecord(value, key, GENERATOR_SOURCE, self._emitted, now_ms))
             self._emitted += 1
-        return out
+        return out + tick
 
     def next_awake(self) -> datetime | None:
         return self._awake

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 
 from flows import metrics as m
 from flows.shutdown import stop_requested
-from flows.records import DeadLetter, RawRecord
+from flows.records import DeadLetter, RawRecord, Tick
 
 log = logging.getLogger(__name__)
 X = TypeVar("X")
@@ -26,6 +26,7 @@ DLQ_HEADER_REASON = "pulse.dlq.reason"
 DLQ_HEADER_DETAIL = "pulse.dlq.detail"
 DLQ_HEADER_SOURCE = "pulse.dlq.source"  # "topic/partition"
 DLQ_HEADER_OFFSET = "pulse.dlq.offset"
+TICK_INTERVAL_S = 0.2
 
 
 class _KafkaPartition(StatefulSourcePartition[RawRecord, int]):
@@ -33,8 +34,12 @@ class _KafkaPartition(StatefulSourcePartition[RawRecord, int]):
     keeps the offsets). Emits ``RawRecord``s; consumer errors are counted and logged."""
 
     def __init__(self, config: dict, topic: str, partition: int, start: int, batch_size: int,
-                 poll_timeout: float) -> None:
+                 poll_timeout: float, tail: bool = True, ticks: bool = True) -> None:
         self._topic = topic
+        self._tail = tail
+        self._ticks = ticks
+        self._next_tick = 0.0
+        self._ended = False
         self._partition = partition
         self._source = f"{topic}/{partition}"
         self._next = start
@@ -52,10 +57,13 @@ class _KafkaPartition(StatefulSourcePartition[RawRecord, int]):
         if part and part.get("ls_offset", -1) >= 0 and self._next >= 0:
             self._lag.set(max(0, part["ls_offset"] - self._next))
 
-    def next_batch(self) -> list[RawRecord]:
-        if self._eof or stop_requested():
+    def next_batch(self) -> list[RawRecord | Tick]:
+        if self._ended or stop_requested():
             raise StopIteration
-        out = []
+        if self._eof:
+            self._ended = True
+            return [Tick(self._source, None, final=True)] if self._ticks else []
+        out: list[RawRecord | Tick] = []
         source = self._source
         now_ms = 0
         for msg in self._consumer.consume(self._batch_size, self._timeout):
@@ -74,7 +82,25 @@ class _KafkaPartition(StatefulSourcePartition[RawRecord, int]):
             offset = msg.offset()
             out.append(RawRecord(msg.value(), msg.key(), source, offset, ts))
             self._next = offset + 1
+        if self._ticks:
+            now = time.monotonic()
+            if now >= self._next_tick:
+                self._next_tick = now + TICK_INTERVAL_S
+                out.append(Tick(source, self._caught_up_ms() if not out else None))
         return out
+
+    def _caught_up_ms(self) -> int | None:
+        """The wall clock if nothing is left to read (tailing only): a quiet partition's
+        event time follows the wall clock, so time-caused segment changes still happen."""
+        if not self._tail:
+            return None
+        try:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(self._topic, self._partition),
+                                                             timeout=1.0, cached=False)
+        except Exception:  # unknown: hold time still rather than guess
+            return None
+        position = self._next if self._next >= 0 else low
+        return int(time.time() * 1000) if position >= high else None
 
     def snapshot(self) -> int:
         return self._next
@@ -96,8 +122,11 @@ class KafkaEventSource(FixedPartitionedSource[RawRecord, int]):
         consumer_config: Mapping[str, str] | None = None,
         tail: bool = True,
         poll_timeout: float = 0.01,
+        ticks: bool = True,
     ) -> None:
         self._topics = list(topics)
+        self._tail = tail
+        self._ticks = ticks
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout
         self._config = {
@@ -123,7 +152,8 @@ class KafkaEventSource(FixedPartitionedSource[RawRecord, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
         idx, topic = for_part.split("-", 1)
         start = OFFSET_BEGINNING if resume_state is None else resume_state
-        return _KafkaPartition(dict(self._config), topic, int(idx), start, self._batch_size, self._poll_timeout)
+        return _KafkaPartition(dict(self._config), topic, int(idx), start, self._batch_size, self._poll_timeout,
+                               tail=self._tail, ticks=self._ticks)
 
 
 class _ProducingPartition(StatelessSinkPartition[X]):
@@ -172,7 +202,7 @@ class KafkaControlSource(KafkaEventSource):
 
     def __init__(self, bootstrap_servers: str, topics: list[str], *, consumer_config=None, tail: bool = True):
         super().__init__(bootstrap_servers, topics, batch_size=100, consumer_config=consumer_config, tail=tail,
-                         poll_timeout=0.05)
+                         poll_timeout=0.05, ticks=False)
 
 
 class KafkaErasureSink(_ProducingSink[dict]):

@@ -14,7 +14,8 @@ EVENTS_OUT = Counter(
     "pulse_events_out_total",
     "Records after processing, by outcome: applied to a profile; duplicate (event_id seen "
     "before, dropped); replayed (re-read after a restart, dropped); suppressed (no analytics "
-    "consent, not stored); invalid (sent to the dead-letter topic)",
+    "consent, not stored); too_late (older than its partition's watermark minus the allowed "
+    "lateness: dead-lettered); invalid (sent to the dead-letter topic)",
     ["outcome"],
 )
 EVENTS_INVALID = Counter("pulse_events_invalid_total", "Invalid records by reason", ["reason"])
@@ -36,7 +37,7 @@ CONSUMER_LAG = Gauge("pulse_consumer_lag", "Records in the partition not yet rea
                      ["topic", "partition"])
 SOURCE_ERRORS = Counter("pulse_source_errors_total", "Errors reported by the input consumer", ["topic"])
 
-OUTCOME = {outcome: EVENTS_OUT.labels(outcome) for outcome in OUTCOMES}
+OUTCOME = {outcome: EVENTS_OUT.labels(outcome) for outcome in (*OUTCOMES, "too_late")}
 APPLIED = OUTCOME["applied"]
 REPLAYED = OUTCOME["replayed"]
 DUPLICATES = OUTCOME["duplicate"]
@@ -80,3 +81,25 @@ VOLUME_RATIO = Gauge(
 )
 for _gauge in (PROFILES_IN_STORE, STORE_SIZE, VOLUME_PER_MINUTE, VOLUME_LEVEL, VOLUME_RATIO):
     _gauge.set(float("nan"))  # unknown until measured: never a false 0 that alerts
+
+# --- segments and triggers (issue 4) --------------------------------------------------------
+SEGMENT_MEMBERS = Gauge("pulse_segment_members", "Profiles currently in the segment", ["segment"])
+SEGMENT_TRANSITIONS = Counter("pulse_segment_transitions_total",
+                              "Segment entries and exits (triggers written to the outbox)",
+                              ["segment", "transition"])
+LATE_EVENTS = Counter("pulse_late_events_total",
+                      "Events older than their profile's segment clock (applied late) or than the "
+                      "partition watermark minus the allowed lateness (too_late: dead-lettered)",
+                      ["outcome"])
+LATE_APPLIED = LATE_EVENTS.labels("applied")
+LATE_DROPPED = LATE_EVENTS.labels("too_late")
+TIMERS_PENDING = Gauge("pulse_segment_timers_pending", "Profiles waiting for a time-caused segment check")
+OUTBOX_DEPTH = Gauge("pulse_outbox_depth", "Triggers written to the store's outbox and not yet acknowledged by Kafka")
+TRIGGERS_PUBLISHED = Counter("pulse_triggers_published_total", "Triggers acknowledged by the triggers topic")
+TRIGGER_PUBLISH_LATENCY = Histogram(
+    "pulse_trigger_publish_seconds",
+    "Time from a trigger's outbox write to the broker's acknowledgement",
+    buckets=_LATENCY_BUCKETS,
+)
+WATERMARK_LAG = Gauge("pulse_watermark_lag_seconds",
+                      "Wall clock minus the lowest processed source watermark (event time)")

@@ -28,27 +28,44 @@ from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from flows import metrics as m
 from flows.quality_metrics import observe_batch
-from flows.records import DeadLetter, EraseRequest, ParsedEvent, RawRecord, Routed, StoreWrite
-from flows.runtime_state import ProcessorState
+from flows.records import DeadLetter, EraseRequest, ParsedEvent, RawRecord, Routed, StoreWrite, Tick
+from flows.runtime_state import OUTBOX_SEQ_META, SEGMENTS_META, ProcessorState
 from operators.events import DEFAULT_OPTIONS, InvalidEvent, ParseOptions, parse_event
 from operators.identity import is_alias
 from operators.items import WEIGHTS
 from operators.pii import scrub_record
-from operators.profile import APPLIED, Policy
+from operators.profile import APPLIED, DUPLICATE, REPLAYED, Policy, event_digest
+from operators.segments import SegmentSet
+from operators.triggers import CAUSE_ERASED, CAUSE_MERGED, ENTERED
 from state.codec import encode_item, encode_profile
-from state.store import ProfileStore, encode_members
+from state.store import (ProfileStore, encode_members, encode_ms, member_key, members_prefix, meta_key, outbox_key,
+                         timer_key)
+
+TOO_LATE = "too_late"
+TICK_KEY = "\x00tick"  # the profile step's key for source heartbeats (timers)
 
 log = logging.getLogger(__name__)
 _topic_counters: dict[str, Any] = {}
 
 
-def parse_batch(records: list[RawRecord], options: ParseOptions = DEFAULT_OPTIONS) -> list[ParsedEvent | DeadLetter]:
+def parse_batch(records: list[RawRecord | Tick], options: ParseOptions = DEFAULT_OPTIONS,
+                state: ProcessorState | None = None) -> list[ParsedEvent | DeadLetter | Tick]:
     """Parse a batch; metrics are counted once per batch, not per record. Invalid records
-    keep their bytes for the dead-letter topic, with raw PII scrubbed out."""
-    out: list[ParsedEvent | DeadLetter] = []
+    keep their bytes for the dead-letter topic, with raw PII scrubbed out. With ``state``,
+    every event is stamped with its source's watermark (segment time)."""
+    out: list[ParsedEvent | DeadLetter | Tick] = []
     per_topic: dict[str, int] = {}
     invalid = 0
+    clocks = state.clocks if state is not None else None
+    ticks = False
     for rec in records:
+        if type(rec) is Tick:
+            ticks = True
+            if clocks is not None:
+                if rec.watermark_ms is not None:
+                    clocks.stamp(rec.source, rec.watermark_ms)
+                out.append(Tick(rec.source, clocks.read.get(rec.source, 0), rec.final))
+            continue
         result = parse_event(rec.value, now_ms=rec.ingest_ms, options=options)
         if isinstance(result, InvalidEvent):
             invalid += 1
@@ -59,7 +76,8 @@ def parse_batch(records: list[RawRecord], options: ParseOptions = DEFAULT_OPTION
                 rec = RawRecord(value, key, rec.source, rec.offset, rec.ingest_ms)
             out.append(DeadLetter(rec, result))
         else:
-            out.append(ParsedEvent(result, rec.source, rec.offset, rec.ingest_ms))
+            wm = clocks.stamp(rec.source, result.ts_ms) if clocks is not None else result.ts_ms
+            out.append(ParsedEvent(result, rec.source, rec.offset, rec.ingest_ms, wm, rec))
         per_topic[rec.source] = per_topic.get(rec.source, 0) + 1
     for source, n in per_topic.items():
         counter = _topic_counters.get(source)
@@ -68,7 +86,11 @@ def parse_batch(records: list[RawRecord], options: ParseOptions = DEFAULT_OPTION
         counter.inc(n)
     if invalid:
         m.INVALID.inc(invalid)
-    observe_batch(records, out)
+    if ticks:
+        records = [r for r in records if type(r) is not Tick]
+        observe_batch(records, [x for x in out if type(x) is not Tick])
+    else:
+        observe_batch(records, out)
     return out
 
 
@@ -94,8 +116,10 @@ class IdentityRouter:
     def __init__(self, state: ProcessorState) -> None:
         self._state = state
 
-    def __call__(self, item: ParsedEvent | EraseRequest) -> tuple[str, Routed]:
+    def __call__(self, item: ParsedEvent | EraseRequest | Tick) -> tuple[str, Routed]:
         st = self._state
+        if type(item) is Tick:
+            return TICK_KEY, Routed(None, 0, tick=item)
         with st.lock:
             idx = st.identity
             if isinstance(item, EraseRequest):
@@ -127,12 +151,17 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
 
     def on_batch(self, values: list[Routed]) -> tuple[list[StoreWrite], bool]:
         st = self._state
+        engine = st.engine
         with st.lock:
             write = StoreWrite(write_seq=st.next_seq())
             dirty: set[str] = set()
             dirty_items: set[str] = set()
             outcomes: dict[str, int] = {}
+            sources: set[str] = set()
             for item in values:
+                if item.tick is not None:
+                    self._tick(item.tick, write, dirty, sources)
+                    continue
                 if item.routing.alias_updates or item.routing.member_updates:
                     write.identity_seqs.add(item.seq)
                 if item.erase is not None:
@@ -141,8 +170,12 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
                 self._identity(item, write)
                 pid = st.identity.current(item.routing.profile_id)
                 profile = st.profiles.get_or_create(pid)
+                pe = item.event
                 for old in item.routing.merged_from:
                     merged = st.profiles.get(old)
+                    if merged is not None and old != pid and engine.active:
+                        self._emit(old, engine.leave_all(merged, CAUSE_MERGED, max(merged.clock_ms, pe.watermark_ms)),
+                                   write)
                     if merged is not None and profile.absorb(merged, st.policy):
                         dirty.add(pid)
                     # Only now may events still routed to ``old`` go to ``pid``: had they
@@ -152,9 +185,13 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
                     if old != pid:
                         write.profiles[old] = None
                         st.profiles.delete(old, write.write_seq)
+                        self._unschedule(old, write)
                         dirty.discard(old)
-                pe = item.event
-                outcome = profile.apply(pe.event, pe.source, pe.offset, st.policy)
+                source = pe.source
+                sources.add(source)
+                if pe.watermark_ms > st.clocks.processed.get(source, 0):
+                    st.clocks.processed[source] = pe.watermark_ms
+                outcome = self._apply(profile, pe, write, dirty)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 if outcome == APPLIED:
                     dirty.add(pid)
@@ -167,15 +204,157 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
                 st.items.changed(item_id, write.write_seq)
             for pid in dirty:
                 profile = st.profiles.get(pid)
+                if profile is None:
+                    continue
                 profile.compact(st.policy)
                 write.profiles[pid] = encode_profile(profile)
                 st.profiles.changed(pid, write.write_seq)
+                self._schedule(pid, profile.next_check_ms, write)
+            if sources:
+                write.raw.update(st.clocks.meta(sources))
+            if write.triggers:
+                write.raw[meta_key(OUTBOX_SEQ_META)] = encode_ms(st.outbox_seq)
             m.PROFILES_IN_MEMORY.set(len(st.profiles))
+            m.TIMERS_PENDING.set(len(st.timers))
         for outcome, n in outcomes.items():
             m.OUTCOME[outcome].inc(n)
-        if not (write.profiles or write.aliases or write.members or write.erasures or write.items):
+        if not (write.profiles or write.aliases or write.members or write.erasures or write.items or write.raw
+                or write.dead_letters):
             return [], self.DISCARD
         return [write], self.DISCARD
+
+    def _apply(self, profile, pe: ParsedEvent, write: StoreWrite, dirty: set[str]) -> str:
+        """One event: time transitions due before its watermark, then the event itself."""
+        st = self._state
+        engine = st.engine
+        event = pe.event
+        if profile.is_applied(pe.source, pe.offset):
+            return REPLAYED
+        if engine.active and profile.next_check_ms is not None and profile.next_check_ms < pe.watermark_ms:
+            self._emit(profile.profile_id, engine.advance(profile, pe.watermark_ms), write)
+            dirty.add(profile.profile_id)
+        if event.ts_ms < pe.watermark_ms - st.lateness_ms:
+            if event_digest(event.event_id) in profile.seen:
+                return DUPLICATE
+            m.LATE_DROPPED.inc()
+            self._too_late(pe, write)
+            return TOO_LATE
+        outcome = profile.apply(event, pe.source, pe.offset, st.policy)
+        if outcome == APPLIED and engine.active:
+            if event.ts_ms < profile.clock_ms:
+                m.LATE_APPLIED.inc()
+            self._emit(profile.profile_id, engine.on_event(profile, event.event_id, event.ts_ms), write)
+        return outcome
+
+    def backfill(self, chunk: int = 1000) -> int:
+        """Bring stored memberships in line with the segment definitions, once, before the
+        flow starts: added or changed segments get their members (``entered`` triggers
+        flagged backfill), removed ones lose theirs silently. Returns the triggers written."""
+        st = self._state
+        store = st.store
+        stored_raw = store.get_meta(SEGMENTS_META)
+        stored = {} if stored_raw is None else orjson.loads(stored_raw)
+        current = {seg.id: seg.version for seg in st.segments.segments}
+        if stored == current:
+            return 0
+        log.info("segment definitions changed (%d stored, %d now): recomputing memberships", len(stored), len(current))
+        total = 0
+        write = StoreWrite()
+
+        def flush() -> None:
+            nonlocal write
+            store.apply(write.profiles, raw=write.raw)
+            if write.triggers:
+                st.triggers_written(write.triggers)
+            write = StoreWrite()
+
+        for profile in store.iter_profiles():
+            pid = profile.profile_id
+            before = (dict(profile.segments), profile.next_check_ms)
+            if st.engine.active:
+                triggers = st.engine.backfill(profile)
+            else:
+                triggers, profile.segments, profile.next_check_ms = [], {}, None
+            self._emit(pid, triggers, write)
+            total += len(triggers)
+            if (profile.segments, profile.next_check_ms) != before:
+                write.profiles[pid] = encode_profile(profile)
+                self._schedule(pid, profile.next_check_ms, write)
+            if len(write.profiles) >= chunk:
+                write.raw[meta_key(OUTBOX_SEQ_META)] = encode_ms(st.outbox_seq)
+                flush()
+        for seg_id in set(stored) - set(current):
+            for key, _value in store.scan(members_prefix(seg_id)):
+                write.raw[key] = None
+        write.raw[meta_key(OUTBOX_SEQ_META)] = encode_ms(st.outbox_seq)
+        write.raw[meta_key(SEGMENTS_META)] = orjson.dumps(current)
+        flush()
+        log.info("segment backfill wrote %d triggers", total)
+        return total
+
+    def _too_late(self, pe: ParsedEvent, write: StoreWrite) -> None:
+        st = self._state
+        rec = pe.record or RawRecord(None, None, pe.source, pe.offset, pe.ingest_ms)
+        value, _ = scrub_record(rec.value, st.pii_key)
+        key, _ = scrub_record(rec.key, st.pii_key)
+        behind = pe.watermark_ms - pe.event.ts_ms
+        write.dead_letters.append(DeadLetter(
+            RawRecord(value, key, rec.source, rec.offset, rec.ingest_ms),
+            InvalidEvent(TOO_LATE, f"event time {pe.event.ts_ms} is {behind} ms behind its partition's watermark "
+                                   f"{pe.watermark_ms}; processor.lateness_ms allows {st.lateness_ms} ms"),
+        ))
+
+    def _tick(self, tick: Tick, write: StoreWrite, dirty: set[str], sources: set[str]) -> None:
+        """A source heartbeat: profiles whose next instant every source has passed get it."""
+        st = self._state
+        clocks = st.clocks
+        if tick.final:
+            clocks.finished.add(tick.source)
+        if tick.watermark_ms > clocks.processed.get(tick.source, 0):
+            clocks.processed[tick.source] = tick.watermark_ms
+            sources.add(tick.source)
+        floor = clocks.floor()
+        if floor is None:
+            return
+        m.WATERMARK_LAG.set(max(0.0, time.time() - floor / 1000))
+        if not st.engine.active:
+            return
+        for pid in st.timers.due(floor):
+            profile = st.profiles.get(pid)
+            if profile is None:
+                self._unschedule(pid, write)
+                continue
+            self._emit(pid, st.engine.advance(profile, floor), write)
+            dirty.add(pid)
+
+    def _emit(self, pid: str, triggers: list, write: StoreWrite) -> None:
+        """Triggers into the outbox and the membership index, in this batch's WriteBatch."""
+        if not triggers:
+            return
+        st = self._state
+        now_ms = int(time.time() * 1000)
+        for trig in triggers:
+            st.outbox_seq += 1
+            rec = trig.to_record()
+            rec["written_ms"] = now_ms  # for the publish-latency metric
+            write.raw[outbox_key(st.outbox_seq)] = orjson.dumps(rec)
+            write.raw[member_key(trig.segment_id, pid)] = (encode_ms(trig.at_ms) if trig.transition == ENTERED
+                                                          else None)
+            write.triggers.append(trig)
+
+    def _schedule(self, pid: str, at: int | None, write: StoreWrite) -> None:
+        timers = self._state.timers
+        old = timers.get(pid)
+        if old == at:
+            return
+        if old is not None:
+            write.raw[timer_key(old, pid)] = None
+        if at is not None:
+            write.raw[timer_key(at, pid)] = b""
+        timers.set(pid, at)
+
+    def _unschedule(self, pid: str, write: StoreWrite) -> None:
+        self._schedule(pid, None, write)
 
     def _items(self, event, dirty_items: set[str]) -> None:
         """Item popularity from applied (hence deduplicated, consented) behaviour."""
@@ -200,9 +379,13 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
         pid = st.identity.current(item.routing.profile_id)
         aliases = [a for a, target in item.routing.alias_updates.items() if target is None]
         self._identity(item, write)
-        existed = st.profiles.get(pid) is not None
+        profile = st.profiles.get(pid)
+        existed = profile is not None
+        if existed and st.engine.active:
+            self._emit(pid, st.engine.leave_all(profile, CAUSE_ERASED, profile.clock_ms), write)
         write.profiles[pid] = None
         st.profiles.delete(pid, write.write_seq)
+        self._unschedule(pid, write)
         dirty.discard(pid)
         write.erasures.append({
             "request_id": item.erase.request_id,
@@ -225,14 +408,19 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
         aliases: dict[str, str | None] = {}
         members: dict[str, bytes | None] = {}
         item_stats: dict[str, bytes] = {}
+        raw: dict[bytes, bytes | None] = {}
         for w in items:  # later writes win, as they would one by one
             profiles.update(w.profiles)
             aliases.update(w.aliases)
             members.update(w.members)
             item_stats.update(w.items)
+            raw.update(w.raw)
         t0 = time.perf_counter()
-        self._store.apply(profiles, aliases, members, item_stats)
+        self._store.apply(profiles, aliases, members, item_stats, raw)
         m.STORE_WRITE.observe(time.perf_counter() - t0)
+        triggers = [t for w in items for t in w.triggers]
+        if triggers:
+            self._state.triggers_written(triggers)
         self._state.written({w.write_seq for w in items}, set().union(*(w.identity_seqs for w in items)))
         m.PROFILES_WRITTEN.inc(sum(1 for v in profiles.values() if v is not None))
         # Once per batch: the batch's oldest record (ingest clock) and newest event (event
@@ -267,14 +455,21 @@ def build_flow(
     control: Source[RawRecord] | None = None,
     erasure_sink: Sink[dict] | None = None,
     flow_id: str = "pulse",
+    segments: SegmentSet | None = None,
+    lateness_ms: int = 10 * 60_000,
+    state: ProcessorState | None = None,
 ) -> Dataflow:
     """The profile flow over ``source``; invalid records go to ``dlq_sink``; erase
-    requests come from ``control`` and their records go to ``erasure_sink``."""
-    state = ProcessorState(store, policy=policy or Policy(), max_aliases=max_aliases, cache_profiles=cache_profiles)
+    requests come from ``control`` and their records go to ``erasure_sink``. Segment
+    triggers go to the store's outbox (``flows.outbox`` publishes them)."""
+    if state is None:
+        state = ProcessorState(store, policy=policy or Policy(), max_aliases=max_aliases,
+                               cache_profiles=cache_profiles, segments=segments, lateness_ms=lateness_ms,
+                               pii_key=options.pii_key)
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)
-    parsed = op.flat_map_batch("parse", raw, lambda batch: parse_batch(batch, options))
-    split = op.branch("valid", parsed, lambda x: isinstance(x, ParsedEvent))
+    parsed = op.flat_map_batch("parse", raw, lambda batch: parse_batch(batch, options, state))
+    split = op.branch("valid", parsed, lambda x: type(x) is not DeadLetter)
     dead = split.falses
     work = split.trues
     if control is not None:
@@ -282,11 +477,13 @@ def build_flow(
                                                      parse_control), lambda x: isinstance(x, EraseRequest))
         work = op.merge("with_control", work, commands.trues)
         dead = op.merge("all_dead_letters", dead, commands.falses)
-    op.output("dead_letters", dead, dlq_sink)
     routed = op.map("identity", work, IdentityRouter(state))
     writes = op.stateful_batch("profile", routed, lambda _resume: ProfileLogic(state))
     writes = op.map("unkey", writes, lambda kv: kv[1])
     op.output("store", writes, StoreSink(store, state))
+    # Too-late events are dead-lettered once their batch is in the store (at least once).
+    late = op.flat_map("late_records", writes, lambda w: w.dead_letters)
+    op.output("dead_letters", op.merge("dead_and_late", dead, late), dlq_sink)
     if erasure_sink is not None:
         op.output("erasures", op.flat_map("erase_records", writes, lambda w: w.erasures), erasure_sink)
     return flow

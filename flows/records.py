@@ -20,11 +20,25 @@ class RawRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """A source's heartbeat: wakes the segment timers. ``watermark_ms`` is set when the
+    source is caught up (its event time may follow the wall clock), else None."""
+
+    source: str
+    watermark_ms: int | None = None
+    final: bool = False  # the source has ended: it no longer holds timers back
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedEvent:
     event: Event
     source: str
     offset: int
     ingest_ms: int
+    # The highest event time read from ``source`` up to and including this record: what
+    # "now" is for its partition (segment instants before it have passed).
+    watermark_ms: int = 0
+    record: RawRecord | None = None  # the original bytes, for the dead-letter topic (too late)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +66,7 @@ class Routed:
     seq: int  # identity-change sequence number at routing time
     event: ParsedEvent | None = None
     erase: EraseRequest | None = None
+    tick: Tick | None = None
 
 
 @dataclass(slots=True)
@@ -63,6 +78,9 @@ class StoreWrite:
     members: dict[str, bytes | None] = field(default_factory=dict)  # profile id -> aliases
     items: dict[str, bytes] = field(default_factory=dict)  # item id -> item statistics
     erasures: list[dict] = field(default_factory=list)  # erase records to publish
+    raw: dict[bytes, bytes | None] = field(default_factory=dict)  # segments, timers, outbox, meta
+    triggers: list = field(default_factory=list)  # operators.triggers.Trigger, for metrics
+    dead_letters: list[DeadLetter] = field(default_factory=list)  # events too late to apply
     identity_seqs: set[int] = field(default_factory=set)  # identity changes this write persists
     write_seq: int = 0  # this write's number (unpins the profile cache once written)
     oldest_ingest_ms: int = 0

@@ -15,10 +15,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
 from flows.kafka_io import KafkaControlSource, KafkaDeadLetterSink, KafkaErasureSink, KafkaEventSource
-from flows.profile_flow import build_flow
+from flows.outbox import JsonlOutboxPublisher, OutboxPublisher
+from flows.profile_flow import ProfileLogic, build_flow
+from flows.runtime_state import ProcessorState
 from flows.shutdown import install_handlers, stop_requested
 from operators.events import ParseOptions
 from operators.profile import Policy
+from operators.segments import SegmentSet, empty, load_segments
 from pulse.config import PulseConfig
 from state.store import ProfileStore
 
@@ -45,7 +48,8 @@ def ensure_topics(cfg: PulseConfig, timeout: float = 15.0) -> None:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except Exception as exc:
         raise TopicError(f"cannot reach Kafka at {cfg.kafka.bootstrap_servers}: {exc}") from exc
-    wanted = (cfg.kafka.events_topic, cfg.kafka.dlq_topic, cfg.kafka.control_topic, cfg.kafka.erasures_topic)
+    wanted = (cfg.kafka.events_topic, cfg.kafka.dlq_topic, cfg.kafka.control_topic, cfg.kafka.erasures_topic,
+              cfg.kafka.triggers_topic)
     missing = [t for t in wanted if t not in existing]
     if not missing:
         return
@@ -70,6 +74,15 @@ def ensure_topics(cfg: PulseConfig, timeout: float = 15.0) -> None:
 
 
 DEMO_PII_SECRET = "pulse-demo-secret-not-for-production"
+EXAMPLE_SEGMENTS = Path(__file__).resolve().parent.parent / "deploy" / "segments.yaml"
+
+
+def segment_set(cfg: PulseConfig, *, demo: bool = False) -> SegmentSet:
+    """The configured segment definitions (errors name the file, segment and position)."""
+    path = cfg.segments.path
+    if not path and demo and EXAMPLE_SEGMENTS.exists():
+        path = str(EXAMPLE_SEGMENTS)
+    return load_segments(path) if path else empty()
 
 
 class ConfigurationMissing(RuntimeError):
@@ -92,25 +105,57 @@ def flow_settings(cfg: PulseConfig, *, demo: bool = False) -> dict:
                          dedupe_max=p.dedupe_max_ids),
         "max_aliases": cfg.identity.max_aliases,
         "cache_profiles": cfg.state.cache_profiles,
+        "segments": segment_set(cfg, demo=demo),
+        "lateness_ms": cfg.processor.lateness_ms,
     }
 
 
-def kafka_flow(cfg: PulseConfig, store: ProfileStore, *, tail: bool = True) -> Dataflow:
+def processor_state(store: ProfileStore, settings: dict) -> ProcessorState:
+    """The flow's shared state, with stored memberships brought in line with the segment
+    definitions (a backfill when they changed since the last run)."""
+    state = ProcessorState(store, policy=settings["policy"], max_aliases=settings["max_aliases"],
+                           cache_profiles=settings["cache_profiles"], segments=settings["segments"],
+                           lateness_ms=settings["lateness_ms"], pii_key=settings["options"].pii_key)
+    ProfileLogic(state).backfill()
+    return state
+
+
+def kafka_flow(cfg: PulseConfig, store: ProfileStore, *, tail: bool = True,
+               state: ProcessorState | None = None) -> Dataflow:
     k = cfg.kafka
+    settings = flow_settings(cfg)
+    state = state or processor_state(store, settings)
     source = KafkaEventSource(k.bootstrap_servers, [k.events_topic], batch_size=k.batch_size,
                               consumer_config=k.consumer, tail=tail)
     control = KafkaControlSource(k.bootstrap_servers, [k.control_topic], consumer_config=k.consumer, tail=tail)
     dlq = KafkaDeadLetterSink(k.bootstrap_servers, k.dlq_topic, k.producer)
     erasures = KafkaErasureSink(k.bootstrap_servers, k.erasures_topic, k.producer)
-    return build_flow(source, dlq, store, control=control, erasure_sink=erasures, **flow_settings(cfg))
+    return build_flow(source, dlq, store, control=control, erasure_sink=erasures, options=settings["options"],
+                      state=state)
 
 
-def demo_flow(cfg: PulseConfig, store: ProfileStore, *, limit: int | None = None) -> Dataflow:
+def trigger_publisher(cfg: PulseConfig, store, state: ProcessorState) -> OutboxPublisher:
+    k = cfg.kafka
+    publisher = OutboxPublisher(store, k.bootstrap_servers, k.triggers_topic, k.producer)
+    state.listeners.append(publisher.wake)
+    return publisher.start()
+
+
+def demo_flow(cfg: PulseConfig, store: ProfileStore, *, limit: int | None = None,
+              state: ProcessorState | None = None) -> Dataflow:
     g = cfg.generator
+    settings = flow_settings(cfg, demo=True)
+    state = state or processor_state(store, settings)
     source = GeneratorSource(users=g.users, events_per_second=g.events_per_second, seed=g.seed,
                              invalid_rate=g.invalid_rate, limit=limit, batch_size=cfg.kafka.batch_size)
     dlq = JsonlDeadLetterSink(Path(cfg.state.dir) / "dead-letters.jsonl")
-    return build_flow(source, dlq, store, **flow_settings(cfg, demo=True))
+    return build_flow(source, dlq, store, options=settings["options"], state=state)
+
+
+def demo_trigger_publisher(cfg: PulseConfig, store, state: ProcessorState) -> OutboxPublisher:
+    publisher = JsonlOutboxPublisher(store, Path(cfg.state.dir) / "triggers.jsonl")
+    state.listeners.append(publisher.wake)
+    return publisher.start()
 
 
 def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:

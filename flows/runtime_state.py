@@ -8,13 +8,22 @@ One lock serializes the profile step across Bytewax workers (threads of one proc
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import threading
 from collections import OrderedDict
 
 from operators.identity import IdentityIndex
 from operators.items import ItemStats
 from operators.profile import Policy, Profile
-from state.store import ProfileStore
+from operators.segments import SegmentSet, empty
+from operators.triggers import SegmentEngine
+from flows import metrics as m
+from state.store import ProfileStore, encode_ms, members_prefix, meta_key, parse_timer_key
+
+WATERMARK_META = "wm/"  # + source: the highest event time processed from it
+OUTBOX_SEQ_META = "outbox_seq"
+SEGMENTS_META = "segments"  # JSON {segment id: version} the memberships were computed with
 
 _DELETED = None  # a cached tombstone: deleted, write pending
 
@@ -98,18 +107,127 @@ class ItemTable:
         self._pinned = {k: s for k, s in self._pinned.items() if s not in seqs}
 
 
-class ProcessorState:
-    """What the profile step shares: store, caches, identity index, privacy policy."""
+class Timers:
+    """When each profile next needs a look because time alone may change a segment.
 
-    def __init__(self, store: ProfileStore, *, policy: Policy, max_aliases: int, cache_profiles: int) -> None:
+    Every pending instant is in memory (a heap with lazy deletion, ~100 bytes per profile
+    with a pending instant) and in the store (``t`` keys, written with the profile), from
+    where it is loaded at start."""
+
+    def __init__(self, store: ProfileStore) -> None:
+        self._at: dict[str, int] = {}
+        self._heap: list[tuple[int, str]] = []
+        scan = getattr(store, "scan", None)
+        if scan is not None:
+            for key, _value in scan(b"t"):
+                at, pid = parse_timer_key(key)
+                self._at[pid] = at
+                self._heap.append((at, pid))
+            heapq.heapify(self._heap)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def get(self, pid: str) -> int | None:
+        return self._at.get(pid)
+
+    def set(self, pid: str, at: int | None) -> None:
+        if at is None:
+            self._at.pop(pid, None)
+            return
+        self._at[pid] = at
+        heapq.heappush(self._heap, (at, pid))
+
+    def due(self, before_ms: int) -> list[str]:
+        """Profiles with an instant before ``before_ms`` (removed from the heap)."""
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] < before_ms:
+            at, pid = heapq.heappop(heap)
+            if self._at.get(pid) == at:
+                out.append(pid)
+        return out
+
+
+class Clocks:
+    """Event time per source: ``read`` (parse step, stamps records) and ``processed``
+    (profile step, what timers may fire below). Both start from the store's record of
+    what was processed, so records re-read after a restart are stamped no lower than
+    when they were first processed."""
+
+    def __init__(self, store: ProfileStore) -> None:
+        self.read: dict[str, int] = {}
+        self.processed: dict[str, int] = {}
+        self.finished: set[str] = set()  # ended sources (exit-at-end): they hold nothing back
+        scan = getattr(store, "scan", None)
+        if scan is not None:
+            prefix = meta_key(WATERMARK_META)
+            for key, value in scan(prefix):
+                source = key[len(prefix):].decode("utf-8")
+                self.read[source] = self.processed[source] = int.from_bytes(value, "big")
+
+    def stamp(self, source: str, ts_ms: int) -> int:
+        wm = self.read.get(source, 0)
+        if ts_ms > wm:
+            self.read[source] = wm = ts_ms
+        return wm
+
+    def floor(self) -> int | None:
+        """The lowest processed watermark over the live sources seen (None before any);
+        once every source has ended, the highest."""
+        live = [wm for source, wm in self.processed.items() if source not in self.finished]
+        if live:
+            return min(live)
+        return max(self.processed.values()) if self.processed else None
+
+    def meta(self, sources) -> dict[bytes, bytes]:
+        return {meta_key(WATERMARK_META + s): encode_ms(self.processed[s]) for s in sources}
+
+
+class ProcessorState:
+    """What the profile step shares: store, caches, identity index, privacy policy,
+    segment engine, timers and clocks."""
+
+    def __init__(self, store: ProfileStore, *, policy: Policy, max_aliases: int, cache_profiles: int,
+                 segments: SegmentSet | None = None, lateness_ms: int = 10 * 60_000, pii_key: bytes = b"") -> None:
         self.store = store
+        self.pii_key = pii_key
+        segments = segments or empty()
+        if segments.segments:
+            policy = dataclasses.replace(policy, plan=segments.plan)
         self.policy = policy
+        self.segments = segments
+        self.engine = SegmentEngine(segments, policy)
+        self.lateness_ms = lateness_ms
+        self.timers = Timers(store)
+        self.clocks = Clocks(store)
+        get_meta = getattr(store, "get_meta", None)
+        raw_seq = get_meta(OUTBOX_SEQ_META) if get_meta else None
+        self.outbox_seq = 0 if raw_seq is None else int.from_bytes(raw_seq, "big")
+        self.listeners: list = []  # called after triggers landed in the store (the outbox drain)
+        self.sizes: dict[str, int] = {}  # segment id -> members (counted from the store at start)
+        scan = getattr(store, "scan", None)
+        if scan is not None and segments.segments:
+            for seg in segments.segments:
+                self.sizes[seg.id] = sum(1 for _ in scan(members_prefix(seg.id)))
+                m.SEGMENT_MEMBERS.labels(seg.id).set(self.sizes[seg.id])
         self.profiles = ProfileCache(store, cache_profiles)
         self.items = ItemTable(store, cache_profiles)
         self.identity = IdentityIndex(store.profile_of, store.members_of, max_aliases=max_aliases,
                                       cache_size=cache_profiles * 2)
         self.lock = threading.Lock()
         self._write_seq = 0
+
+    def triggers_written(self, triggers) -> None:
+        """Called by the store sink once triggers are in the store: metrics only."""
+        for trig in triggers:
+            self.sizes[trig.segment_id] = self.sizes.get(trig.segment_id, 0) + (1 if trig.transition == "entered" else -1)
+            m.SEGMENT_TRANSITIONS.labels(trig.segment_id, trig.transition).inc()
+        for seg_id in {t.segment_id for t in triggers}:
+            if seg_id in self.segments.by_id:
+                m.SEGMENT_MEMBERS.labels(seg_id).set(self.sizes[seg_id])
+        for listener in self.listeners:
+            listener()
 
     def next_seq(self) -> int:
         self._write_seq += 1

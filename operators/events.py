@@ -21,7 +21,7 @@ brand           no        string: the product brand
 price           see note  number >= 0: unit price
 quantity        no        integer >= 1 (default 1)
 items           no        purchases only: list of ``{item_id, category, brand, price, quantity}``
-traits          no        ``identify`` / ``profile_update`` only: object of profile attributes
+traits          no        ``login`` / ``identify`` / ``profile_update`` only: profile attributes
                           (e.g. ``age_band``, ``gender``, ``income_band``): at most
                           ``MAX_TRAITS`` keys (identifiers), values strings, numbers or bools
 query           no        searches: the search string
@@ -82,7 +82,7 @@ CONSENT_PURPOSES = ("analytics", "personalization", "marketing")
 # 2000-01-01T00:00:00Z: anything earlier is a unit mistake (seconds instead of ms).
 MIN_TS_MS = 946_684_800_000
 MAX_TRAITS = 32
-_TRAIT_EVENTS = frozenset(("identify", "profile_update"))
+_TRAIT_EVENTS = frozenset(("login", "identify", "profile_update"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +180,7 @@ INVALID_REASONS = (
     "bad_field",
     "unknown_type",
     "bad_timestamp",
+    "too_late",  # assigned by the flow: older than its partition's watermark minus the lateness
 )
 
 
@@ -279,7 +280,7 @@ def _traits(doc: dict[str, Any], etype: str) -> tuple[tuple[str, str | float | b
     if raw is None:
         return ()
     if etype not in _TRAIT_EVENTS:
-        raise _Reject("bad_field", "field 'traits' is only allowed on identify and profile_update events")
+        raise _Reject("bad_field", "field 'traits' is only allowed on login, identify and profile_update events")
     if not isinstance(raw, dict):
         raise _Reject("bad_field", "field 'traits' must be an object")
     if len(raw) > MAX_TRAITS:

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from operators.events import Event
+from operators.features import FeaturePlan, WindowedCounters
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 MAX_CATEGORIES = 50
 MAX_CART_LINES = 100
 MAX_CART_OPS = 20
@@ -54,6 +55,7 @@ class Policy:
     default_consent: bool = True  # True: opt-out regime; False: opt-in regime
     dedupe_horizon_ms: int = 24 * 3600 * 1000
     dedupe_max: int = 1000
+    plan: FeaturePlan | None = None  # the windowed counters segments need (None: none kept)
 
 
 DEFAULT_POLICY = Policy()
@@ -91,6 +93,14 @@ class Profile:
     consent: dict[str, list] = field(default_factory=dict)  # purpose -> [granted, event time]
     merged_from: list[str] = field(default_factory=list)  # profile ids absorbed by stitching
     purchased: dict[str, int] = field(default_factory=dict)  # item -> last purchase time (newest kept)
+    traits: dict[str, list] = field(default_factory=dict)  # name -> [value, event time] (identify traits)
+    counters: WindowedCounters = field(default_factory=WindowedCounters)
+    # Segments: id -> [entered at (ms), segment version]; the segment clock (event time the
+    # memberships are true at) and the next instant time alone may change one (or None).
+    segments: dict[str, list] = field(default_factory=dict)
+    clock_ms: int = 0
+    next_check_ms: int | None = None
+    scores: dict[str, float] = field(default_factory=dict)  # model name -> latest score
 
     def is_applied(self, source: str, offset: int) -> bool:
         last = self.positions.get(source)
@@ -125,6 +135,8 @@ class Profile:
         if event.type == "consent_update":
             return APPLIED
         self._apply_behaviour(event)
+        if policy.plan is not None:
+            self.counters.observe(event, policy.plan)
         return APPLIED
 
     def _remember(self, digest: str, ts: int, policy: Policy) -> None:
@@ -160,6 +172,8 @@ class Profile:
         self.last_device = self.last_channel = None
         self.last_geo = None
         self.seen = {}
+        self.traits = {}
+        self.counters = WindowedCounters()
 
     def _apply_behaviour(self, event: Event) -> None:
         etype = event.type
@@ -177,7 +191,11 @@ class Profile:
                 self.last_channel = ctx.channel
             if ctx.geo is not None:
                 g = ctx.geo
-                self.last_geo = {"country": g.country, "city": g.city, "lat": g.lat, "lon": g.lon}
+                self.last_geo = {"country": g.country, "city": g.city, "lat": g.lat, "lon": g.lon, "urban": g.urban}
+        for name, value in event.traits:
+            current = self.traits.get(name)
+            if current is None or ts >= current[1]:
+                self.traits[name] = [value, ts]
         for line in event.items:
             if line.category is not None:
                 self._count_category(line.category, line.quantity if etype == "purchase" else 1)
@@ -231,6 +249,12 @@ class Profile:
         for source, offset in other.positions.items():
             if offset > self.positions.get(source, -1):
                 self.positions[source] = offset
+        for name, (value, ts) in other.traits.items():
+            current = self.traits.get(name)
+            if current is None or ts > current[1]:
+                self.traits[name] = [value, ts]
+        self.counters.absorb(other.counters)
+        self.clock_ms = max(self.clock_ms, other.clock_ms)
         for purpose, (granted, ts) in other.consent.items():
             current = self.consent.get(purpose)
             if current is None or ts > current[1]:
@@ -314,6 +338,26 @@ class Profile:
         """Bring bounded parts to their exact bounds before storing (deterministic)."""
         if len(self.seen) > policy.dedupe_max:
             self._prune_seen(policy)
+        if policy.plan is not None:
+            self.counters.prune(policy.plan, max(self.clock_ms, self.last_seen_ms))
+
+    # -- facts read by segment conditions (operators.segments.Facts) -----------------
+    def attribute(self, name: str) -> float | str | bool | None:
+        getter = _ATTRIBUTES.get(name)
+        return None if getter is None else getter(self)
+
+    def trait(self, name: str) -> str | float | bool | None:
+        got = self.traits.get(name)
+        return None if got is None else got[0]
+
+    def score(self, name: str) -> float | None:
+        return self.scores.get(name)
+
+    def location(self) -> tuple[float, float] | None:
+        geo = self.last_geo
+        if geo is None or geo.get("lat") is None:
+            return None
+        return geo["lat"], geo["lon"]
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -335,6 +379,12 @@ class Profile:
             "consent": self.consent,
             "merged_from": self.merged_from,
             "purchased": self.purchased,
+            "traits": self.traits,
+            "counters": self.counters.to_record(),
+            "segments": self.segments,
+            "clock_ms": self.clock_ms,
+            "next_check_ms": self.next_check_ms,
+            "scores": self.scores,
         }
 
     @classmethod
@@ -359,7 +409,34 @@ class Profile:
                 seen=rec["seen"],
                 consent=rec["consent"],
                 merged_from=rec["merged_from"],
-                purchased=rec.get("purchased", {}),
+                purchased=rec["purchased"],
+                traits=rec["traits"],
+                counters=WindowedCounters.from_record(rec["counters"]),
+                segments=rec["segments"],
+                clock_ms=rec["clock_ms"],
+                next_check_ms=rec["next_check_ms"],
+                scores=rec["scores"],
             )
         except KeyError as exc:
             raise ProfileRecordError(f"profile record lacks field {exc.args[0]!r}") from exc
+
+
+def _geo(name: str):
+    return lambda p: None if p.last_geo is None else p.last_geo.get(name)
+
+
+_ATTRIBUTES = {
+    "orders": lambda p: p.orders,
+    "total_spend": lambda p: p.total_spend,
+    "aov": lambda p: round(p.total_spend / p.orders, 2) if p.orders else None,
+    "cart_items": lambda p: sum(line["qty"] for line in p.cart.values()),
+    "cart_value": lambda p: round(sum(line["qty"] * (line.get("price") or 0.0) for line in p.cart.values()), 2),
+    "events": lambda p: sum(p.counts.values()),
+    "lat": _geo("lat"),
+    "lon": _geo("lon"),
+    "country": _geo("country"),
+    "city": _geo("city"),
+    "urban": _geo("urban"),
+    "device": lambda p: p.last_device,
+    "channel": lambda p: p.last_channel,
+}

@@ -54,6 +54,18 @@ DEVICES = ("mobile", "desktop", "tablet")
 CHANNELS = ("web", "app", "email", "chatbot")
 SEARCHES = ("tent 2 person", "waterproof boots", "noise cancelling", "coffee beans", "lego castle", "rain jacket")
 ITEMS_PER_CATEGORY = 40
+# Brands per top-level category; an item's brand follows from its index (no randomness).
+BRANDS = {
+    "outdoor": ("Fjallraven", "Salomon", "Deuter", "MSR"),
+    "apparel": ("Patagonia", "Uniqlo", "Levi's"),
+    "electronics": ("Sony", "Bose", "Samsung", "Apple"),
+    "home": ("IKEA", "Muji", "Le Creuset"),
+    "beauty": ("Nivea", "CeraVe"),
+    "grocery": ("Lavazza", "Illy"),
+    "toys": ("LEGO",),
+}
+AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
+INCOME_BANDS = ("low", "middle", "high")
 
 
 @dataclass
@@ -127,7 +139,8 @@ class ClickstreamGenerator:
             "context": {
                 "device": user.device,
                 "channel": user.channel,
-                "geo": {"country": user.city[1], "city": user.city[0], "lat": user.city[2], "lon": user.city[3]},
+                "geo": {"country": user.city[1], "city": user.city[0], "lat": user.city[2], "lon": user.city[3],
+                        "urban": user.city[4]},
             },
         }
         if user.known:
@@ -139,7 +152,8 @@ class ClickstreamGenerator:
             user.step = 1
             if not user.known and rng.random() < 0.1:
                 user.known = True
-                return {**base, "type": "login", "user_id": user.user_id, "anonymous_id": user.anonymous_id}
+                return {**base, "type": "login", "user_id": user.user_id, "anonymous_id": user.anonymous_id,
+                        "traits": _traits(user)}
             if rng.random() < 0.3:
                 return {**base, "type": "search", "query": rng.choice(SEARCHES)}
             return {**base, "type": "page_view"}
@@ -147,19 +161,21 @@ class ClickstreamGenerator:
         item, price = self._item(user.category)
         roll = rng.random()
         if roll < 0.62:
-            return {**base, "type": "product_view", "item_id": item, "category": user.category, "price": price}
+            return {**base, "type": "product_view", "item_id": item, "category": user.category, "price": price,
+                    "brand": brand_of(item)}
         if roll < 0.82:
             return {**base, "type": "add_to_cart", "item_id": item, "category": user.category, "price": price,
-                    "quantity": rng.choices((1, 2, 3), (8, 2, 1))[0]}
+                    "quantity": rng.choices((1, 2, 3), (8, 2, 1))[0], "brand": brand_of(item)}
         if roll < 0.86:
             return {**base, "type": "remove_from_cart", "item_id": item, "category": user.category}
         user.step = 0  # the session ends: with a purchase or by leaving
         if roll < 0.93:
-            lines = [{"item_id": item, "category": user.category, "price": price, "quantity": 1}]
+            lines = [{"item_id": item, "category": user.category, "price": price, "quantity": 1,
+                      "brand": brand_of(item)}]
             if rng.random() < 0.3:
                 other, other_price = self._item(rng.choice(user.favourites))
                 lines.append({"item_id": other, "price": other_price, "quantity": 1,
-                              "category": other.split(":")[0]})
+                              "category": other.split(":")[0], "brand": brand_of(other)})
             return {**base, "type": "purchase", "items": lines}
         return {**base, "type": "page_view"}
 
@@ -181,3 +197,17 @@ class ClickstreamGenerator:
         bad = dict(event)
         bad.pop("event_id")
         return orjson.dumps(bad)
+
+
+def brand_of(item_id: str) -> str:
+    """The synthetic brand of an item id (``<category>:<n>``)."""
+    category, _, n = item_id.partition(":")
+    brands = BRANDS[category.split("/", 1)[0]]
+    return brands[int(n) % len(brands)]
+
+
+def _traits(user: _User) -> dict:
+    """Profile attributes a login sends, fixed per user (derived from the id, not drawn)."""
+    n = int(user.user_id[1:])
+    return {"age_band": AGE_BANDS[n * 7 % len(AGE_BANDS)], "gender": ("f", "m", "x")[n * 11 % 3],
+            "income_band": INCOME_BANDS[n * 13 % len(INCOME_BANDS)]}

@@ -46,20 +46,23 @@ def _start_metrics(host: str, port: int) -> int:
 
 
 def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
-    from flows.runtime import ensure_topics, flow_settings, kafka_flow, run_flow
+    from flows.runtime import ensure_topics, flow_settings, kafka_flow, processor_state, run_flow, trigger_publisher
     from flows.store_stats import start_store_stats
     from state.store import RocksStore
 
-    flow_settings(cfg)  # fail before touching Kafka or the store if a setting is missing
+    settings = flow_settings(cfg)  # fail before touching Kafka or the store if a setting is missing
     ensure_topics(cfg)
     store = RocksStore(cfg.store_dir)
+    state = processor_state(store, settings)
+    publisher = trigger_publisher(cfg, store, state)
     port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
     stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)
     log.info("processing %s from %s into %s; metrics on http://%s:%d/metrics", cfg.kafka.events_topic,
              cfg.kafka.bootstrap_servers, cfg.store_dir, cfg.processor.metrics_host, port)
     try:
-        run_flow(kafka_flow(cfg, store, tail=not args.exit_at_end), cfg)
+        run_flow(kafka_flow(cfg, store, tail=not args.exit_at_end, state=state), cfg)
     finally:
+        publisher.stop()
         stats.stop()
         store.close()
         log.info("stopped: %s", _summary())
@@ -81,12 +84,15 @@ def cmd_serve(cfg: PulseConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
-    from flows.runtime import demo_flow, run_flow
+    from flows.runtime import demo_flow, demo_trigger_publisher, flow_settings, processor_state, run_flow
     from flows.store_stats import start_store_stats
     from serving.server import create_server
     from state.store import RocksReader, RocksStore
 
+    settings = flow_settings(cfg, demo=True)
     store = RocksStore(cfg.store_dir)
+    state = processor_state(store, settings)
+    publisher = demo_trigger_publisher(cfg, store, state)
     reader = RocksReader(cfg.store_dir, Path(cfg.state.dir) / "readers" / f"demo-{os.getpid()}")
     server, grpc_port = create_server(cfg.serving.grpc_address, reader, max_workers=cfg.serving.max_workers,
                                       catch_up_interval_ms=cfg.serving.catch_up_interval_ms,
@@ -106,6 +112,7 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
         f"Pulse demo: {cfg.generator.events_per_second:g} synthetic events/s from {cfg.generator.users} users\n"
         f"  state (RocksDB):  {cfg.store_dir}\n"
         f"  dead letters:     {Path(cfg.state.dir) / 'dead-letters.jsonl'}\n"
+        f"  segment triggers: {Path(cfg.state.dir) / 'triggers.jsonl'}   ({len(settings['segments'].segments)} segments)\n"
         f"  gRPC:             {address}   (service pulse.v1.Pulse, health, reflection)\n"
         f"  metrics:          http://{cfg.processor.metrics_host}:{metrics_port}/metrics\n"
         f"  try:              pulse get-profile u000000 --address {address}\n"
@@ -114,8 +121,9 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        run_flow(demo_flow(cfg, store, limit=args.limit), cfg)
+        run_flow(demo_flow(cfg, store, limit=args.limit, state=state), cfg)
     finally:
+        publisher.stop()
         server.stop(grace=1).wait()
         stats.stop()
         reader.close()
@@ -269,6 +277,57 @@ def cmd_export(cfg: PulseConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segments_check(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    from operators.segments import load_segments
+
+    segset = load_segments(args.file)  # a SegmentError is reported by main()
+    for seg in segset.segments:
+        deps = f"  (uses {', '.join(seg.depends_on)})" if seg.depends_on else ""
+        print(f"{seg.id:<32} v{seg.version}{deps}")
+    print(f"{args.file}: {len(segset.segments)} segments OK")
+    return 0
+
+
+def cmd_segments_explain(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    """Why a stored profile is (not) in a segment: each term of the condition, its value."""
+    import shutil
+    import tempfile
+
+    from flows.runtime import segment_set
+    from state.export import resolve
+    from state.store import RocksReader, StoreNotReady
+
+    segset = segment_set(cfg, demo=args.demo)
+    if args.segment not in segset.by_id:
+        print(f"pulse: no segment {args.segment!r} in {cfg.segments.path or 'the example segments'}", file=sys.stderr)
+        return 2
+    secondary = Path(tempfile.mkdtemp(prefix="pulse-explain-"))
+    reader = RocksReader(cfg.store_dir, secondary)
+    try:
+        try:
+            pid = resolve(reader, args.user)
+            profile = None if pid is None else reader.get(pid)
+        except StoreNotReady as exc:
+            print(f"pulse: {exc}", file=sys.stderr)
+            return 2
+    finally:
+        reader.close()
+        shutil.rmtree(secondary, ignore_errors=True)
+    if profile is None:
+        print(f"pulse: nothing stored for {args.user!r} in {cfg.store_dir}", file=sys.stderr)
+        return 2
+    at = args.at if args.at is not None else max(profile.clock_ms, profile.last_seen_ms)
+    seg = segset.by_id[args.segment]
+    print(f"segment {seg.id} (v{seg.version}): {seg.description}")
+    print(f"  condition: {seg.condition}")
+    print(f"  profile {profile.profile_id} at event time {at} (segment clock {profile.clock_ms})")
+    for term, value in segset.explain(seg.id, profile, at):
+        print(f"  {term:<60} = {value!r}")
+    held = profile.segments.get(seg.id)
+    print(f"  stored membership: {'member since ' + str(held[0]) if held else 'not a member'}")
+    return 0
+
+
 def cmd_config(cfg: PulseConfig, args: argparse.Namespace) -> int:
     print(json.dumps(dataclasses.asdict(cfg), indent=2, default=dict))
     return 0
@@ -310,6 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="one-screen summary of a running Pulse (for whoever is on call)")
     status.add_arguments(p)
     p.set_defaults(func=status.cmd_status)
+    p = sub.add_parser("segments", help="segment definitions: check a file, explain a membership")
+    seg_sub = p.add_subparsers(dest="segments_command", required=True)
+    q = seg_sub.add_parser("check", help="validate a segments YAML file without running anything")
+    q.add_argument("file")
+    q.set_defaults(func=cmd_segments_check)
+    q = seg_sub.add_parser("explain", help="show the feature values behind a stored profile's membership")
+    q.add_argument("segment", metavar="ID")
+    q.add_argument("user", metavar="USER", help="a user id, or a typed alias (anon:..., device:..., email:<hash>)")
+    q.add_argument("--at", type=int, default=None, help="event time (ms) to evaluate at (default: the profile's clock)")
+    q.add_argument("--demo", action="store_true", help="use the example segments when segments.path is empty")
+    q.set_defaults(func=cmd_segments_explain)
     p = sub.add_parser("config", help="print the effective configuration")
     p.set_defaults(func=cmd_config)
     return parser
@@ -331,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         from flows.runtime import ConfigurationMissing, TopicError
         from state.store import StoreError
 
+        from operators.segments import SegmentError
+
+        if isinstance(exc, SegmentError):
+            print(f"pulse: bad segment definition: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, (TopicError, StoreError, ConfigurationMissing, ConfigError)):
             print(f"pulse: {exc}", file=sys.stderr)
             return 1

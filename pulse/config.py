@@ -32,6 +32,7 @@ class KafkaConfig:
     dlq_topic: str = "pulse.dlq"
     control_topic: str = "pulse.control"  # erase requests (admin RPC, `pulse erase`)
     erasures_topic: str = "pulse.erasures"  # compacted: one record per erased person
+    triggers_topic: str = "pulse.triggers"  # segment entered/exited, keyed by profile id
     batch_size: int = 1000
     # `pulse run` creates missing topics with this many partitions (false: fail instead).
     create_topics: bool = True
@@ -68,6 +69,9 @@ class ProcessorConfig:
     metrics_port: int = 9464
     workers: int = 1
     epoch_interval_ms: int = 1000
+    # Events older than their partition's watermark (highest event time read) minus this
+    # go to the dead-letter topic as too_late; younger late events update the right buckets.
+    lateness_ms: int = 600_000
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,13 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class SegmentsConfig:
+    # The segment definitions (YAML, see deploy/segments.yaml). Empty: no segments;
+    # `pulse demo` then uses the example file shipped in deploy/.
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class GeneratorConfig:
     users: int = 2000
     events_per_second: float = 200.0
@@ -120,6 +131,7 @@ class PulseConfig:
     log: LogConfig = field(default_factory=LogConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
 
     @property
     def store_dir(self) -> Path:
@@ -137,6 +149,7 @@ _SECTION_TYPES = {
     "kafka": KafkaConfig,
     "state": StateConfig,
     "processor": ProcessorConfig,
+    "segments": SegmentsConfig,
     "serving": ServingConfig,
     "generator": GeneratorConfig,
     "log": LogConfig,
@@ -216,6 +229,7 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("serving", "metrics_port", 0 <= cfg.serving.metrics_port <= 65535, "must be a port in 0..65535"),
         ("processor", "workers", cfg.processor.workers >= 1, "must be at least 1"),
         ("processor", "epoch_interval_ms", cfg.processor.epoch_interval_ms >= 10, "must be at least 10"),
+        ("processor", "lateness_ms", 0 <= cfg.processor.lateness_ms <= 7 * 86_400_000, "must be in 0..604800000 (7 days)"),
         ("kafka", "batch_size", 1 <= cfg.kafka.batch_size <= 100_000, "must be in 1..100000"),
         ("kafka", "topic_partitions", cfg.kafka.topic_partitions >= 1, "must be at least 1"),
         ("state", "cache_profiles", cfg.state.cache_profiles >= 100, "must be at least 100"),

@@ -1,6 +1,6 @@
 """The Pulse gRPC server: thin servicers over a profile reader, plus health and reflection.
 
-Services: ``pulse.v1.Pulse`` (GetProfile, GetRecommendations) and ``pulse.v1.Admin``
+Services: ``pulse.v1.Pulse`` (GetProfile, GetRecommendations, GetSegments, ListSegmentMembers) and ``pulse.v1.Admin``
 (EraseUser, ExportUser). API keys with roles, deadlines and the audit log are in
 ``serving.auth``; TLS/mTLS credentials in ``serving.tls``. Requests larger than
 ``max_request_bytes`` are refused by gRPC itself (RESOURCE_EXHAUSTED).
@@ -41,6 +41,7 @@ from serving.errors import StatusInterceptor, UnknownProfile
 from serving.lookup import check_optional_user_id, check_user_id, find_profile, read_store
 from serving.metrics import STORE_CATCH_UP, STORE_READY, start_metrics_endpoint
 from serving.profiles import write_profile
+from serving.segments import list_members, write_segments
 from serving.tls import server_credentials
 from serving.recommend import DEFAULT_MAX_PER_CATEGORY, recommend
 from serving.recommendations import params_from_request, write_recommendations
@@ -89,6 +90,18 @@ class PulseServicer(pulse_pb2_grpc.PulseServicer):
         write_profile(response.profile, profile, aliases=self._reader.members_of(profile_id) or (profile_id,),
                       policy=self._policy)
         return response
+
+    def GetSegments(self, request: pulse_pb2.GetSegmentsRequest, context: grpc.ServicerContext):
+        user_id = request.user_id
+        check_user_id(user_id)
+        found = read_store(lambda: find_profile(self._reader, user_id))
+        if found is None:
+            raise UnknownProfile(user_id)
+        profile_id, profile = found
+        return write_segments(pulse_pb2.GetSegmentsResponse(), profile_id, profile.segments)
+
+    def ListSegmentMembers(self, request: pulse_pb2.ListSegmentMembersRequest, context: grpc.ServicerContext):
+        return read_store(lambda: list_members(self._reader, request))
 
     def GetRecommendations(self, request: pulse_pb2.GetRecommendationsRequest, context: grpc.ServicerContext):
         user_id = request.user_id

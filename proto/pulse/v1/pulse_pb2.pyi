@@ -19,6 +19,56 @@ CONSENT_REGIME_UNSPECIFIED: ConsentRegime
 CONSENT_REGIME_OPT_OUT: ConsentRegime
 CONSENT_REGIME_OPT_IN: ConsentRegime
 
+class GetSegmentsRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class GetSegmentsResponse(_message.Message):
+    __slots__ = ("profile_id", "segments")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentMembership]
+    def __init__(self, profile_id: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[SegmentMembership, _Mapping]]] = ...) -> None: ...
+
+class SegmentMembership(_message.Message):
+    __slots__ = ("segment_id", "entered_at", "segment_version")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    entered_at: _timestamp_pb2.Timestamp
+    segment_version: str
+    def __init__(self, segment_id: _Optional[str] = ..., entered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., segment_version: _Optional[str] = ...) -> None: ...
+
+class ListSegmentMembersRequest(_message.Message):
+    __slots__ = ("segment_id", "page_size", "page_token")
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, segment_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSegmentMembersResponse(_message.Message):
+    __slots__ = ("members", "next_page_token")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[SegmentMember]
+    next_page_token: str
+    def __init__(self, members: _Optional[_Iterable[_Union[SegmentMember, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SegmentMember(_message.Message):
+    __slots__ = ("profile_id", "entered_at")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    entered_at: _timestamp_pb2.Timestamp
+    def __init__(self, profile_id: _Optional[str] = ..., entered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class GetProfileRequest(_message.Message):
     __slots__ = ("user_id",)
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -29,7 +29,6 @@ class PulseStub:
     """The Pulse personalization service.
 
     Planned additions to this service (same package, new RPCs):
-    GetSegments         the segments a user is currently in
     Decide              an experiment / content decision for a user
     """
 
@@ -49,13 +48,22 @@ class PulseStub:
                 request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsRequest.SerializeToString,
                 response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsResponse.FromString,
                 _registered_method=True)
+        self.GetSegments = channel.unary_unary(
+                '/pulse.v1.Pulse/GetSegments',
+                request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetSegmentsRequest.SerializeToString,
+                response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetSegmentsResponse.FromString,
+                _registered_method=True)
+        self.ListSegmentMembers = channel.unary_unary(
+                '/pulse.v1.Pulse/ListSegmentMembers',
+                request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersRequest.SerializeToString,
+                response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersResponse.FromString,
+                _registered_method=True)
 
 
 class PulseServicer:
     """The Pulse personalization service.
 
     Planned additions to this service (same package, new RPCs):
-    GetSegments         the segments a user is currently in
     Decide              an experiment / content decision for a user
     """
 
@@ -93,6 +101,29 @@ class PulseServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSegments(self, request, context):
+        """The segments a user is in now, each with the event time it entered. Memberships
+        are computed by the processor as events arrive and as time passes (see
+        deploy/segments.yaml); this reads them from the store. A profile without
+        personalization consent is in no marketing segment. NOT_FOUND for an unknown
+        user, INVALID_ARGUMENT for a blank or over-long user_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegmentMembers(self, request, context):
+        """The members of one segment in profile id order, a page at a time: for audience
+        export. Pass the previous answer's next_page_token to continue; an empty
+        next_page_token means the end. A page reflects the store when it was read, so
+        members entering or leaving between pages may be missed or seen twice.
+        INVALID_ARGUMENT for a missing or malformed segment_id, a page_size outside
+        0..1000 or a page_token this server did not issue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PulseServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +137,16 @@ def add_PulseServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsRequest.FromString,
                     response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsResponse.SerializeToString,
             ),
+            'GetSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegments,
+                    request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetSegmentsRequest.FromString,
+                    response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetSegmentsResponse.SerializeToString,
+            ),
+            'ListSegmentMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegmentMembers,
+                    request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersRequest.FromString,
+                    response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'pulse.v1.Pulse', rpc_method_handlers)
@@ -118,7 +159,6 @@ class Pulse:
     """The Pulse personalization service.
 
     Planned additions to this service (same package, new RPCs):
-    GetSegments         the segments a user is currently in
     Decide              an experiment / content decision for a user
     """
 
@@ -166,6 +206,60 @@ class Pulse:
             '/pulse.v1.Pulse/GetRecommendations',
             proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsRequest.SerializeToString,
             proto_dot_pulse_dot_v1_dot_pulse__pb2.GetRecommendationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.v1.Pulse/GetSegments',
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.GetSegmentsRequest.SerializeToString,
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.GetSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegmentMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.v1.Pulse/ListSegmentMembers',
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersRequest.SerializeToString,
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,145 @@
+"""Segment membership over event time, and the triggers its changes emit.
+
+``SegmentEngine`` keeps a profile's memberships true at the profile's *segment clock*:
+
+- ``on_event`` after an event was applied: the clock moves to ``max(clock, event time)``
+  and every segment is evaluated there (cause: the event id).
+- ``advance(profile, until)`` before that, and from timers: the instants ``X < until`` at
+  which time alone may change a membership (``SegmentSet.next_change``: a bucket leaving
+  its window, a ``since()`` threshold being crossed) are visited in order; the clock
+  moves to each and memberships change *at* ``X`` (cause: ``time``).
+
+``until`` is the watermark of the record's source partition (the highest event time read
+from it so far), so whether an instant was passed depends only on the partition's order:
+replaying a topic gives the same transitions as live processing did. A late event (older
+than the clock) is applied and evaluated at the clock; transitions are never retracted.
+
+Marketing segments (``Segment.marketing``) need the profile's ``personalization`` consent.
+Each membership change is a ``Trigger`` with a deterministic ``trigger_id`` (the same
+change recomputed after a crash has the same id, so consumers can dedupe).
+
+>>> Trigger.make("user:u1", "cart_abandoner", "0123456789ab", ENTERED, 1_000, "e1", {}).trigger_id
+'...'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from operators.profile import DEFAULT_POLICY, Policy, Profile
+from operators.segments import SegmentSet
+
+ENTERED = "entered"
+EXITED = "exited"
+CAUSE_TIME = "time"
+CAUSE_BACKFILL = "backfill"
+CAUSE_MERGED = "merged"  # the profile was absorbed into another by identity stitching
+CAUSE_ERASED = "erased"  # the profile was erased (GDPR)
+TRIGGER_SCHEMA = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    trigger_id: str
+    profile_id: str
+    segment_id: str
+    segment_version: str
+    transition: str  # ENTERED | EXITED
+    at_ms: int  # event time of the change
+    cause: str  # an event id, or CAUSE_TIME / CAUSE_BACKFILL / CAUSE_MERGED / CAUSE_ERASED
+    values: dict[str, Any] = field(default_factory=dict)  # the feature values that decided it
+    backfill: bool = False
+
+    @classmethod
+    def make(cls, profile_id: str, segment_id: str, version: str, transition: str, at_ms: int, cause: str,
+             values: dict[str, Any], backfill: bool = False) -> Trigger:
+        h = hashlib.blake2b(digest_size=16)
+        for part in (profile_id, segment_id, version, transition, str(at_ms), cause):
+            h.update(part.encode("utf-8"))
+            h.update(b"\x00")
+        return cls(h.hexdigest(), profile_id, segment_id, version, transition, at_ms, cause, values, backfill)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "v": TRIGGER_SCHEMA,
+            "trigger_id": self.trigger_id,
+            "profile_id": self.profile_id,
+            "segment_id": self.segment_id,
+            "segment_version": self.segment_version,
+            "transition": self.transition,
+            "at_ms": self.at_ms,
+            "cause": self.cause,
+            "backfill": self.backfill,
+            "values": self.values,
+        }
+
+
+class SegmentEngine:
+    """Evaluates a ``SegmentSet`` on profiles (pure: no I/O; callers store the results)."""
+
+    def __init__(self, segments: SegmentSet, policy: Policy = DEFAULT_POLICY) -> None:
+        self.segments = segments
+        self.policy = policy
+        self.active = bool(segments.segments)
+
+    def advance(self, profile: Profile, until_ms: int) -> list[Trigger]:
+        """Visit the instants before ``until_ms`` at which time alone changes memberships."""
+        out: list[Trigger] = []
+        while profile.next_check_ms is not None and profile.next_check_ms < until_ms:
+            at = profile.next_check_ms
+            if at > profile.clock_ms:
+                profile.clock_ms = at
+            out.extend(self._evaluate(profile, profile.clock_ms, CAUSE_TIME))
+        return out
+
+    def on_event(self, profile: Profile, event_id: str, ts_ms: int) -> list[Trigger]:
+        if ts_ms > profile.clock_ms:
+            profile.clock_ms = ts_ms
+        return self._evaluate(profile, profile.clock_ms, event_id)
+
+    def backfill(self, profile: Profile) -> list[Trigger]:
+        """Re-evaluate at the profile's clock after definitions changed: members of an added
+        or changed segment enter (flagged ``backfill``), members of a removed one are
+        dropped without a trigger. Unchanged segments give the same answer at the same
+        clock, so they emit nothing."""
+        known = self.segments.by_id
+        for seg_id in [s for s in profile.segments if s not in known]:
+            del profile.segments[seg_id]
+        return self._evaluate(profile, profile.clock_ms, CAUSE_BACKFILL, backfill=True)
+
+    def leave_all(self, profile: Profile, cause: str, at_ms: int) -> list[Trigger]:
+        """Exit every segment (the profile was merged away or erased)."""
+        out = []
+        for seg_id, (_entered, version) in sorted(profile.segments.items()):
+            out.append(Trigger.make(profile.profile_id, seg_id, version, EXITED, at_ms, cause, {}))
+        profile.segments = {}
+        profile.next_check_ms = None
+        return out
+
+    def _evaluate(self, profile: Profile, now: int, cause: str, backfill: bool = False) -> list[Trigger]:
+        segset = self.segments
+        if not self.active:
+            profile.next_check_ms = None
+            return []
+        result = segset.evaluate(profile, now)
+        personal = profile.allows("personalization", self.policy)
+        current = profile.segments
+        out: list[Trigger] = []
+        for seg in segset.segments:
+            seg_id = seg.id
+            member = result[seg_id] and (personal or not seg.marketing)
+            held = current.get(seg_id)
+            if member:
+                # A membership under an older version of the definition re-enters under this one.
+                if held is None or held[1] != seg.version:
+                    current[seg_id] = [now, seg.version]
+                    out.append(Trigger.make(profile.profile_id, seg_id, seg.version, ENTERED, now, cause,
+                                            segset.values(seg_id, profile, now), backfill))
+            elif held is not None:
+                del current[seg_id]
+                out.append(Trigger.make(profile.profile_id, seg_id, held[1], EXITED, now, cause,
+                                        segset.values(seg_id, profile, now), backfill))
+        profile.next_check_ms = segset.next_change(profile, now)
+        return out
