@@ -23,7 +23,6 @@ import bytewax.operators as op
 import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
-from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from flows import metrics as m
@@ -42,7 +41,6 @@ from state.store import (ProfileStore, encode_members, encode_ms, member_key, me
                          timer_key)
 
 TOO_LATE = "too_late"
-TICK_KEY = "\x00tick"  # the profile step's key for source heartbeats (timers)
 
 log = logging.getLogger(__name__)
 _topic_counters: dict[str, Any] = {}
@@ -64,7 +62,8 @@ def parse_batch(records: list[RawRecord | Tick], options: ParseOptions = DEFAULT
             if clocks is not None:
                 if rec.watermark_ms is not None:
                     clocks.stamp(rec.source, rec.watermark_ms)
-                out.append(Tick(rec.source, clocks.read.get(rec.source, 0), rec.final))
+                out.append(Tick(rec.source, clocks.read.get(rec.source, 0), rec.final,
+                                clocks.parsed.get(rec.source, 0)))
             continue
         result = parse_event(rec.value, now_ms=rec.ingest_ms, options=options)
         if isinstance(result, InvalidEvent):
@@ -76,7 +75,11 @@ def parse_batch(records: list[RawRecord | Tick], options: ParseOptions = DEFAULT
                 rec = RawRecord(value, key, rec.source, rec.offset, rec.ingest_ms)
             out.append(DeadLetter(rec, result))
         else:
-            wm = clocks.stamp(rec.source, result.ts_ms) if clocks is not None else result.ts_ms
+            if clocks is not None:
+                wm = clocks.stamp(rec.source, result.ts_ms)
+                clocks.parsed[rec.source] = clocks.parsed.get(rec.source, 0) + 1
+            else:
+                wm = result.ts_ms
             out.append(ParsedEvent(result, rec.source, rec.offset, rec.ingest_ms, wm, rec))
         per_topic[rec.source] = per_topic.get(rec.source, 0) + 1
     for source, n in per_topic.items():
@@ -116,17 +119,17 @@ class IdentityRouter:
     def __init__(self, state: ProcessorState) -> None:
         self._state = state
 
-    def __call__(self, item: ParsedEvent | EraseRequest | Tick) -> tuple[str, Routed]:
+    def __call__(self, item: ParsedEvent | EraseRequest | Tick) -> Routed:
         st = self._state
         if type(item) is Tick:
-            return TICK_KEY, Routed(None, 0, tick=item)
+            return Routed(None, 0, tick=item)
         with st.lock:
             idx = st.identity
             if isinstance(item, EraseRequest):
                 alias = item.alias if is_alias(item.alias) else "user:" + item.alias
                 pid = idx.profile_of(alias) or alias
                 routing = idx.erase(pid)
-                return pid, Routed(routing, idx.sequence, erase=item)
+                return Routed(routing, idx.sequence, erase=item)
             routing = idx.route(item.event.type, item.event.aliases)
             if routing.conflict:
                 m.IDENTITY_CONFLICTS.inc()
@@ -135,21 +138,24 @@ class IdentityRouter:
                 log.warning("alias cap (%d) reached for a profile; link refused", idx.max_aliases)
             if routing.merged_from:
                 m.IDENTITY_MERGES.inc(len(routing.merged_from))
-            return routing.profile_id, Routed(routing, idx.sequence, event=item)
+            return Routed(routing, idx.sequence, event=item)
 
 
-class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
-    """Applies a key's batch to the profiles in the shared working set.
+class ProfileLogic:
+    """Applies a batch, in stream order, to the profiles in the shared working set.
 
-    The state is in ``ProcessorState`` (cache in front of the store), not in this object,
-    so the logic is discarded after every batch: Bytewax keeps nothing per key, and an
-    event routed before a merge finds its profile where the merge put it.
+    The state is in ``ProcessorState`` (cache in front of the store), not in Bytewax:
+    the step is a plain batch map, so records are handled in the order they were read,
+    whatever profile they belong to. That order is what makes segment transitions a
+    function of the input (a keyed step may run one key's records before another's
+    that were read earlier), and an event routed before a merge finds its profile
+    where the merge put it.
     """
 
     def __init__(self, state: ProcessorState) -> None:
         self._state = state
 
-    def on_batch(self, values: list[Routed]) -> tuple[list[StoreWrite], bool]:
+    def __call__(self, values: list[Routed]) -> list[StoreWrite]:
         st = self._state
         engine = st.engine
         with st.lock:
@@ -160,7 +166,7 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
             sources: set[str] = set()
             for item in values:
                 if item.tick is not None:
-                    self._tick(item.tick, write, dirty, sources)
+                    st.clocks.pending.append(item.tick)
                     continue
                 if item.routing.alias_updates or item.routing.member_updates:
                     write.identity_seqs.add(item.seq)
@@ -170,6 +176,9 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
                 self._identity(item, write)
                 pid = st.identity.current(item.routing.profile_id)
                 profile = st.profiles.get_or_create(pid)
+                # Pinned at once: loading other profiles in this batch must not evict it
+                # (a later record of it would reload the stored, older version).
+                st.profiles.changed(pid, write.write_seq)
                 pe = item.event
                 for old in item.routing.merged_from:
                     merged = st.profiles.get(old)
@@ -187,18 +196,17 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
                         st.profiles.delete(old, write.write_seq)
                         self._unschedule(old, write)
                         dirty.discard(old)
-                source = pe.source
-                sources.add(source)
-                if pe.watermark_ms > st.clocks.processed.get(source, 0):
-                    st.clocks.processed[source] = pe.watermark_ms
+                st.clocks.done[pe.source] = st.clocks.done.get(pe.source, 0) + 1
                 outcome = self._apply(profile, pe, write, dirty)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 if outcome == APPLIED:
                     dirty.add(pid)
-                    self._items(pe.event, dirty_items)
+                    self._items(pe.event, dirty_items, write.write_seq)
                     if write.oldest_ingest_ms == 0 or pe.ingest_ms < write.oldest_ingest_ms:
                         write.oldest_ingest_ms = pe.ingest_ms
                     write.newest_event_ms = max(write.newest_event_ms, pe.event.ts_ms)
+            if st.clocks.pending:
+                self._ticks(write, dirty, sources)
             for item_id in dirty_items:
                 write.items[item_id] = encode_item(st.items.get(item_id))
                 st.items.changed(item_id, write.write_seq)
@@ -220,8 +228,9 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
             m.OUTCOME[outcome].inc(n)
         if not (write.profiles or write.aliases or write.members or write.erasures or write.items or write.raw
                 or write.dead_letters):
-            return [], self.DISCARD
-        return [write], self.DISCARD
+            st.written({write.write_seq}, set())  # nothing to write: unpin what this batch pinned
+            return []
+        return [write]
 
     def _apply(self, profile, pe: ParsedEvent, write: StoreWrite, dirty: set[str]) -> str:
         """One event: time transitions due before its watermark, then the event itself."""
@@ -304,15 +313,23 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
                                    f"{pe.watermark_ms}; processor.lateness_ms allows {st.lateness_ms} ms"),
         ))
 
-    def _tick(self, tick: Tick, write: StoreWrite, dirty: set[str], sources: set[str]) -> None:
-        """A source heartbeat: profiles whose next instant every source has passed get it."""
+    def _ticks(self, write: StoreWrite, dirty: set[str], sources: set[str]) -> None:
+        """Source heartbeats whose preceding records have all been processed (Bytewax may
+        run the tick's key before the keys of records read before it) move their
+        source's processed watermark; profiles whose next instant every source has
+        passed get it. Never earlier: a record not yet processed could precede it."""
         st = self._state
         clocks = st.clocks
-        if tick.final:
-            clocks.finished.add(tick.source)
-        if tick.watermark_ms > clocks.processed.get(tick.source, 0):
-            clocks.processed[tick.source] = tick.watermark_ms
-            sources.add(tick.source)
+        ready = [t for t in clocks.pending if clocks.done.get(t.source, 0) >= t.upto]
+        if not ready:
+            return
+        clocks.pending = [t for t in clocks.pending if clocks.done.get(t.source, 0) < t.upto]
+        for tick in ready:
+            if tick.final:
+                clocks.finished.add(tick.source)
+            if tick.watermark_ms > clocks.processed.get(tick.source, 0):
+                clocks.processed[tick.source] = tick.watermark_ms
+                sources.add(tick.source)
         floor = clocks.floor()
         if floor is None:
             return
@@ -324,6 +341,7 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
             if profile is None:
                 self._unschedule(pid, write)
                 continue
+            st.profiles.changed(pid, write.write_seq)
             self._emit(pid, st.engine.advance(profile, floor), write)
             dirty.add(pid)
 
@@ -356,17 +374,15 @@ class ProfileLogic(StatefulBatchLogic[Routed, StoreWrite, None]):
     def _unschedule(self, pid: str, write: StoreWrite) -> None:
         self._schedule(pid, None, write)
 
-    def _items(self, event, dirty_items: set[str]) -> None:
+    def _items(self, event, dirty_items: set[str], write_seq: int) -> None:
         """Item popularity from applied (hence deduplicated, consented) behaviour."""
         if event.type not in WEIGHTS:
             return
         for line in event.items:
+            self._state.items.changed(line.item_id, write_seq)  # pinned before the next load can evict it
             self._state.items.get(line.item_id).observe(event.type, event.ts_ms, quantity=line.quantity,
                                                         category=line.category, price=line.price)
             dirty_items.add(line.item_id)
-
-    def snapshot(self) -> None:
-        return None  # never called: the logic is discarded after every batch
 
     def _identity(self, item: Routed, write: StoreWrite) -> None:
         r = item.routing
@@ -478,8 +494,7 @@ def build_flow(
         work = op.merge("with_control", work, commands.trues)
         dead = op.merge("all_dead_letters", dead, commands.falses)
     routed = op.map("identity", work, IdentityRouter(state))
-    writes = op.stateful_batch("profile", routed, lambda _resume: ProfileLogic(state))
-    writes = op.map("unkey", writes, lambda kv: kv[1])
+    writes = op.flat_map_batch("profile", routed, ProfileLogic(state))
     op.output("store", writes, StoreSink(store, state))
     # Too-late events are dead-lettered once their batch is in the store (at least once).
     late = op.flat_map("late_records", writes, lambda w: w.dead_letters)

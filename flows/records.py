@@ -27,6 +27,7 @@ class Tick:
     source: str
     watermark_ms: int | None = None
     final: bool = False  # the source has ended: it no longer holds timers back
+    upto: int = 0  # events parsed from the source before this tick (since the process started)
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,14 +151,19 @@ class Timers:
 
 class Clocks:
     """Event time per source: ``read`` (parse step, stamps records) and ``processed``
-    (profile step, what timers may fire below). Both start from the store's record of
-    what was processed, so records re-read after a restart are stamped no lower than
-    when they were first processed."""
+    (moved by heartbeats once every record before them was processed: what timers may
+    fire below). Both start from the store's record of what was processed, so records
+    re-read after a restart are stamped no lower than when they were first processed."""
 
     def __init__(self, store: ProfileStore) -> None:
         self.read: dict[str, int] = {}
         self.processed: dict[str, int] = {}
         self.finished: set[str] = set()  # ended sources (exit-at-end): they hold nothing back
+        # Events parsed / processed per source since start, and heartbeats waiting until
+        # every event parsed before them has been processed.
+        self.parsed: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.pending: list = []
         scan = getattr(store, "scan", None)
         if scan is not None:
             prefix = meta_key(WATERMARK_META)

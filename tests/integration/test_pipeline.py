@@ -117,6 +117,7 @@ def pulse_env(bootstrap: str, events: str, dlq: str, state_dir: Path, **extra: s
         "PULSE_PRIVACY_PII_SECRET": "integration-test-secret",
         "PULSE_KAFKA_CONTROL_TOPIC": events + ".control",
         "PULSE_KAFKA_ERASURES_TOPIC": events + ".erasures",
+        "PULSE_KAFKA_TRIGGERS_TOPIC": events + ".triggers",
     }
     env.update(extra)
     return env
