@@ -257,3 +257,24 @@ def test_pods_run_as_non_root_with_limits_and_no_service_link_variables():
         assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], name
         for kind in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{name}: {kind}"
+
+
+def test_configmap_segments_are_valid_and_mounted_where_the_configuration_points(tmp_path):
+    from operators.segments import parse_segments
+
+    data = one("ConfigMap", "pulse-config")["data"]
+    cfg = load_config(_write(tmp_path / "pulse.toml", data["pulse.toml"]), {})
+    segset = parse_segments(data["segments.yaml"], "configmap:segments.yaml")
+    assert len(segset.segments) >= 10
+    assert (REPO / "deploy" / "segments.yaml").read_text().strip() == data["segments.yaml"].strip(), \
+        "the ConfigMap's segments.yaml drifted from deploy/segments.yaml"
+    mount = one("StatefulSet", "pulse")["spec"]["template"]["spec"]
+    config_volume = next(v for v in mount["volumes"] if v["name"] == "config")
+    paths = {item["path"] for item in config_volume["configMap"]["items"]}
+    mount_path = next(m["mountPath"] for c in mount["containers"] for m in c["volumeMounts"] if m["name"] == "config")
+    assert cfg.segments.path == f"{mount_path}/segments.yaml" and "segments.yaml" in paths
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
