@@ -14,6 +14,9 @@ FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 pulse \
     && mkdir -p /var/lib/pulse && chown pulse:pulse /var/lib/pulse
 COPY --from=build /install /usr/local
+# The example segment definitions (deploy/segments.yaml); used when PULSE_SEGMENTS_PATH
+# points at them (docker-compose.yml does), or mount your own.
+COPY deploy/segments.yaml /etc/pulse/segments.yaml
 USER pulse
 WORKDIR /home/pulse
 ENV PULSE_STATE_DIR=/var/lib/pulse \

@@ -72,3 +72,19 @@ def test_wheel_contains_every_package_and_the_generated_proto(tmp_path):
     assert not any(n.startswith("tests/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "pulse = pulse.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_compose_processor_has_what_pulse_run_needs_and_the_image_ships_its_segments():
+    from flows.runtime import flow_settings
+
+    env = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["processor"]["environment"]
+    # Compose's ${VAR:-default}: the default is what a fresh `docker compose up` uses.
+    resolved = {k: str(v).split(":-", 1)[1].rstrip("}") if str(v).startswith("${") else str(v) for k, v in env.items()}
+    cfg = load_config(None, resolved)
+    settings = flow_settings(cfg.with_overrides("segments", path=""))  # no ConfigurationMissing
+    assert settings["options"].pii_key
+    text = (REPO / "Dockerfile").read_text()
+    copies = dict(reversed(line.split()[1:3]) for line in text.splitlines() if line.startswith("COPY deploy/"))
+    assert cfg.segments.path in copies, "the compose segments path is not a file the image contains"
+    from operators.segments import load_segments
+    assert load_segments(REPO / copies[cfg.segments.path]).segments
