@@ -191,7 +191,7 @@ def _unreachable(role: str, snap: Snapshot, hint: str) -> list[str]:
 
 # --- sections --------------------------------------------------------------------------
 
-_OUTCOME_ORDER = ("applied", "duplicate", "replayed", "suppressed", "invalid")
+_OUTCOME_ORDER = ("applied", "duplicate", "replayed", "suppressed", "too_late", "invalid")
 
 
 def _processor_lines(first: Snapshot | None, snap: Snapshot) -> list[str]:
@@ -250,6 +250,15 @@ def _processor_lines(first: Snapshot | None, snap: Snapshot) -> list[str]:
     if snap.has("pulse_identity_merges_total"):
         lines.append(f"  identity     {_n(snap.total('pulse_identity_merges_total'))} merges · "
                      f"{_n(snap.total('pulse_identity_conflicts_total'))} conflicts refused")
+    members = [(labels.get("segment", "?"), v) for labels, v in snap.series("pulse_segment_members")]
+    if members:
+        moves = _rate(first, snap, "pulse_segment_transitions_total")
+        lag = snap.total("pulse_watermark_lag_seconds")
+        lines.append(f"  segments     {len(members)} · largest: {_top(members, 3)} · "
+                     f"transitions {_per_s(moves) if moves is not None else 'n/a'}")
+        lines.append(f"  triggers     {_n(snap.total('pulse_triggers_published_total'))} published · outbox "
+                     f"{_n(snap.total('pulse_outbox_depth'))} waiting · segment clock "
+                     f"{_secs(lag) if lag is not None else 'n/a'} behind")
     errors = snap.total("pulse_source_errors_total")
     if errors:
         lines.append(f"  source errors {_n(errors)} (see the processor's log)")

@@ -75,6 +75,14 @@ def processor_registry() -> tuple[CollectorRegistry, Counter]:
     issues = Counter("pulse_field_issues_total", "", ["field", "issue"], registry=reg)
     issues.labels("event_id", "missing").inc(200)
     issues.labels("context.geo", "missing").inc(40)
+    members = Gauge("pulse_segment_members", "", ["segment"], registry=reg)
+    members.labels("cart_abandoner").set(420)
+    members.labels("vip").set(17)
+    Counter("pulse_segment_transitions_total", "", ["segment", "transition"], registry=reg).labels(
+        "vip", "entered").inc(30)
+    Counter("pulse_triggers_published_total", "", registry=reg).inc(3000)
+    Gauge("pulse_outbox_depth", "", registry=reg).set(2)
+    Gauge("pulse_watermark_lag_seconds", "", registry=reg).set(0.25)
     return reg, events_in
 
 
@@ -120,6 +128,8 @@ def test_summary_of_both_processes_with_rates_from_two_samples(endpoints):
     assert "1,234 in memory · ~56,789 in store · store 3.0 MiB on disk" in text
     assert "6,000/min last minute · recent level 5,000/min (ratio 1.20)" in text
     assert "field issues event_id missing 200, context.geo missing 40" in text
+    assert "segments     2 · largest: cart_abandoner 420, vip 17 · transitions 0.0/s" in text
+    assert "triggers     3,000 published · outbox 2 waiting · segment clock 250" in text
     assert "store        ready · catch-up p99" in text
     row = next(line for line in text.splitlines() if "GetProfile" in line)
     assert re.search(r"GetProfile\s+100\s+0\.0/s\s+\S+ (µs|ms)\s+\S+ ms\s+NOT_FOUND 10", row), row
@@ -209,6 +219,7 @@ def test_against_a_real_pulse_demo(tmp_path, capsys):
     assert re.search(r"latency\s+ingest p50 \d", text), text
     assert re.search(r"GetProfile\s+[1-9]", text), text
     assert "store        ready" in text
+    assert re.search(r"segments\s+20 · largest: ", text), text  # the demo's example segments
 
 
 def test_histogram_quantile_matches_prometheus_interpolation():
