@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Iterable
 
 import orjson
@@ -235,15 +237,158 @@ def _add_capped(values: set[str], v: str) -> None:
         values.add(v)
 
 
+# A window's buckets are a suffix of the sorted starts (``b > now - W``; reads happen at
+# ``now >= ts``), so every read is one bisect: a count is a difference of two prefix sums,
+# ``next_change`` is the first start in the window plus ``W``.
+_CUM_PATCH = 64  # a middle insert patches at most this many prefix sums, else they are rebuilt on read
+_RES: dict[int, int] = {}  # window -> resolution, for windows already checked
+
+
+def _res(window_ms: int) -> int:
+    r = _RES.get(window_ms)
+    if r is None or type(window_ms) is not int:
+        r = resolution_ms(window_ms)
+        if type(window_ms) is int and len(_RES) < 4096:
+            _RES[window_ms] = r
+    return r
+
+
+def read_key(key: str, window_ms: int) -> tuple[str, int]:
+    """The bucket key of series ``key`` read over ``window_ms`` (for the ``*_at`` reads)."""
+    return key, resolution_ms(window_ms)
+
+
+class _Series:
+    """One series' buckets at one resolution, ascending by start: parallel lists of starts
+    ``bs``, counts ``cnt`` and value sums ``sm``; ``cum`` holds the prefix sums of ``cnt``
+    (one longer; ``cum[i]`` minus ``cum[j]`` counts buckets ``j..i-1``), or None until the
+    next read rebuilds it; ``tot`` caches the last window total as ``(start index, total)``."""
+
+    __slots__ = ("bs", "cnt", "sm", "cum", "tot")
+
+    def __init__(self, bs: list[int] | None = None, cnt: list[int] | None = None,
+                 sm: list[float] | None = None) -> None:
+        self.bs: list[int] = bs if bs is not None else []
+        self.cnt: list[int] = cnt if cnt is not None else []
+        self.sm: list[float] = sm if sm is not None else []
+        self.cum: list[int] | None = None if bs else [0]
+        self.tot: tuple[int, float] | None = None
+
+    def add(self, b: int, c: int, s: float) -> None:
+        bs = self.bs
+        self.tot = None
+        cum = self.cum
+        if not bs or b > bs[-1]:
+            bs.append(b)
+            self.cnt.append(c)
+            self.sm.append(s)
+            if cum is not None:
+                cum.append(cum[-1] + c)
+            return
+        if b == bs[-1]:
+            self.cnt[-1] += c
+            self.sm[-1] += s
+            if cum is not None:
+                cum[-1] += c
+            return
+        j = bisect_left(bs, b)  # < len(bs): b < bs[-1]
+        if bs[j] == b:
+            self.cnt[j] += c
+            self.sm[j] += s
+        else:
+            bs.insert(j, b)
+            self.cnt.insert(j, c)
+            self.sm.insert(j, s)
+            if cum is not None:
+                cum.insert(j + 1, cum[j])
+        if cum is not None:
+            if len(cum) - j > _CUM_PATCH:
+                self.cum = None
+            else:
+                for k in range(j + 1, len(cum)):
+                    cum[k] += c
+
+    def drop_upto(self, cutoff: int) -> bool:
+        """Delete buckets ``b <= cutoff``; False if none is left."""
+        i = bisect_right(self.bs, cutoff)
+        if i:
+            del self.bs[:i], self.cnt[:i], self.sm[:i]
+            if self.cum is not None:
+                del self.cum[:i]  # differences of the remaining prefix sums are unchanged
+            self.tot = None
+        return bool(self.bs)
+
+    def count_from(self, i: int) -> int:
+        cum = self.cum
+        if cum is None:
+            cum = self.cum = list(accumulate(self.cnt, initial=0))
+        return cum[-1] - cum[i]
+
+    def total_from(self, i: int) -> float:
+        tot = self.tot
+        if tot is not None and tot[0] == i:
+            return tot[1]
+        v = math.fsum(self.sm[i:]) if i < len(self.sm) else 0.0
+        self.tot = (i, v)
+        return v
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Series):
+            return NotImplemented
+        return self.bs == other.bs and self.cnt == other.cnt and self.sm == other.sm
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Sets:
+    """One series' distinct values of one attribute at one resolution, ascending by start:
+    ``bs`` and the parallel list ``vals`` of capped sets."""
+
+    __slots__ = ("bs", "vals")
+
+    def __init__(self, bs: list[int] | None = None, vals: list[set[str]] | None = None) -> None:
+        self.bs: list[int] = bs if bs is not None else []
+        self.vals: list[set[str]] = vals if vals is not None else []
+
+    def add(self, b: int, v: str) -> None:
+        bs = self.bs
+        if bs and b == bs[-1]:
+            _add_capped(self.vals[-1], v)
+        elif not bs or b > bs[-1]:
+            bs.append(b)
+            self.vals.append({v})
+        else:
+            j = bisect_left(bs, b)
+            if bs[j] == b:
+                _add_capped(self.vals[j], v)
+            else:
+                bs.insert(j, b)
+                self.vals.insert(j, {v})
+
+    def drop_upto(self, cutoff: int) -> bool:
+        i = bisect_right(self.bs, cutoff)
+        if i:
+            del self.bs[:i], self.vals[:i]
+        return bool(self.bs)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Sets):
+            return NotImplemented
+        return self.bs == other.bs and self.vals == other.vals
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class WindowedCounters:
-    """One profile's buckets: ``{(key, res): {b: [count, sum]}}``, distinct sets
-    ``{(key, res, attr): {b: set}}`` and ``{key: last ts}``. Reads never mutate."""
+    """One profile's buckets per ``(key, res)`` (starts, counts, sums in ascending order),
+    distinct sets per ``(key, res, attr)`` and ``{key: last ts}``. Reads never change what
+    is counted (they may fill the caches of a series)."""
 
     __slots__ = ("_b", "_d", "_last")
 
     def __init__(self) -> None:
-        self._b: dict[tuple[str, int], dict[int, list]] = {}
-        self._d: dict[tuple[str, int, str], dict[int, set[str]]] = {}
+        self._b: dict[tuple[str, int], _Series] = {}
+        self._d: dict[tuple[str, int, str], _Sets] = {}
         self._last: dict[str, int] = {}
 
     # -- updates ----------------------------------------------------------------------
@@ -270,15 +415,10 @@ class WindowedCounters:
                 value = _value(lines)
             for res, bkey, dkeys in layout:
                 b = ts - ts % res
-                buckets = self._b.get(bkey)
-                if buckets is None:
-                    buckets = self._b[bkey] = {}
-                cell = buckets.get(b)
-                if cell is None:
-                    buckets[b] = [1, value]
-                else:
-                    cell[0] += 1
-                    cell[1] += value
+                series = self._b.get(bkey)
+                if series is None:
+                    series = self._b[bkey] = _Series()
+                series.add(b, 1, value)
                 for dkey, attr in dkeys:
                     for line in lines:
                         v = getattr(line, attr)
@@ -287,26 +427,22 @@ class WindowedCounters:
         return changed
 
     def _distinct_add(self, dkey: tuple[str, int, str], b: int, v: str) -> None:
-        buckets = self._d.get(dkey)
-        if buckets is None:
-            buckets = self._d[dkey] = {}
-        values = buckets.get(b)
-        if values is None:
-            buckets[b] = {v}
-        else:
-            _add_capped(values, v)
+        sets = self._d.get(dkey)
+        if sets is None:
+            sets = self._d[dkey] = _Sets()
+        sets.add(b, v)
 
     def prune(self, plan: FeaturePlan, now: int) -> None:
         """Drop what no registered window can read again at any instant >= ``now``."""
         for key in [k for k in self._last if k not in plan.specs]:
             del self._last[key]
-        for (key, res), buckets in list(self._b.items()):
+        for (key, res), series in list(self._b.items()):
             w = plan.longest.get(key, _EMPTY).get(res)
-            if w is None or not _drop_old(buckets, now - w):
+            if w is None or not series.drop_upto(now - w):
                 del self._b[(key, res)]
-        for dkey, buckets in list(self._d.items()):
+        for dkey, sets in list(self._d.items()):
             w = plan._keep_d.get(dkey)
-            if w is None or not _drop_old(buckets, now - w):
+            if w is None or not sets.drop_upto(now - w):
                 del self._d[dkey]
 
     def absorb(self, other: WindowedCounters) -> None:
@@ -314,44 +450,88 @@ class WindowedCounters:
         for key, ts in other._last.items():
             if ts > self._last.get(key, ts - 1):
                 self._last[key] = ts
-        for bkey, buckets in other._b.items():
-            into = self._b.setdefault(bkey, {})
-            for b, (c, s) in buckets.items():
-                cell = into.get(b)
-                if cell is None:
-                    into[b] = [c, s]
-                else:
-                    cell[0] += c
-                    cell[1] += s
-        for dkey, buckets in other._d.items():
-            for b, values in buckets.items():
+        for bkey, theirs in other._b.items():
+            into = self._b.get(bkey)
+            if into is None:
+                into = self._b[bkey] = _Series()
+            for b, c, s in zip(theirs.bs, theirs.cnt, theirs.sm):
+                into.add(b, c, s)
+        for dkey, theirs in other._d.items():
+            for b, values in zip(theirs.bs, theirs.vals):
                 for v in values:
                     self._distinct_add(dkey, b, v)
 
     # -- reads ------------------------------------------------------------------------
-    def _inside(self, key: str, window_ms: int, now: int) -> list[tuple[int, list]]:
-        cutoff = now - window_ms
-        return [(b, cell) for b, cell in self._b.get((key, resolution_ms(window_ms)), _EMPTY).items() if b > cutoff]
-
     def count(self, key: str, window_ms: int, now: int) -> int:
-        return sum(cell[0] for _, cell in self._inside(key, window_ms, now))
+        return self.count_at((key, _res(window_ms)), window_ms, now)
 
     def total(self, key: str, window_ms: int, now: int) -> float:
-        return float(sum(cell[1] for _, cell in self._inside(key, window_ms, now)))
+        return self.total_at((key, _res(window_ms)), window_ms, now)
 
     def distinct(self, key: str, attr: str, window_ms: int, now: int) -> int:
         if attr not in DISTINCT_ATTRS:
             raise ValueError(f"distinct attribute {attr!r} is not one of: {', '.join(DISTINCT_ATTRS)}")
-        buckets = self._d.get((key, resolution_ms(window_ms), attr), _EMPTY)
-        cutoff = now - window_ms
-        return len(set().union(*(values for b, values in buckets.items() if b > cutoff)))
+        return self.distinct_at((key, _res(window_ms), attr), window_ms, now)
 
     def last(self, key: str) -> int | None:
         return self._last.get(key)
 
     def next_change(self, key: str, window_ms: int, now: int) -> int | None:
-        first = min((b for b, _ in self._inside(key, window_ms, now)), default=None)
-        return None if first is None else first + window_ms
+        return self.next_change_at((key, _res(window_ms)), window_ms, now)
+
+    # The same reads with the bucket key ``read_key(key, window_ms)`` (or ``(*read_key(..),
+    # attr)`` for distinct) made once by the caller: what compiled segment conditions use.
+    def count_at(self, bkey: tuple[str, int], window_ms: int, now: int) -> int:
+        series = self._b.get(bkey)
+        if series is None:
+            return 0
+        return series.count_from(bisect_right(series.bs, now - window_ms))
+
+    def total_at(self, bkey: tuple[str, int], window_ms: int, now: int) -> float:
+        series = self._b.get(bkey)
+        if series is None:
+            return 0.0
+        return series.total_from(bisect_right(series.bs, now - window_ms))
+
+    def distinct_at(self, dkey: tuple[str, int, str], window_ms: int, now: int) -> int:
+        sets = self._d.get(dkey)
+        if sets is None:
+            return 0
+        i = bisect_right(sets.bs, now - window_ms)
+        vals = sets.vals
+        n = len(vals)
+        if i >= n:
+            return 0
+        if i == n - 1:
+            return len(vals[i])
+        return len(set().union(*vals[i:]))
+
+    def next_change_at(self, bkey: tuple[str, int], window_ms: int, now: int) -> int | None:
+        series = self._b.get(bkey)
+        if series is None:
+            return None
+        bs = series.bs
+        i = bisect_right(bs, now - window_ms)
+        return bs[i] + window_ms if i < len(bs) else None
+
+    def next_change_min(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], now: int) -> int | None:
+        """The smallest ``next_change`` over ``reads``: ``(read_key(key, w), (w, ...))``
+        pairs, every window of a bucket key listed with it."""
+        best = None
+        b = self._b
+        for bkey, windows in reads:
+            series = b.get(bkey)
+            if series is None:
+                continue
+            bs = series.bs
+            n = len(bs)
+            for w in windows:
+                i = bisect_right(bs, now - w)
+                if i < n:
+                    t = bs[i] + w
+                    if best is None or t < best:
+                        best = t
+        return best
 
     # -- stored form --------------------------------------------------------------------
     def to_record(self) -> dict[str, Any]:
@@ -360,9 +540,11 @@ class WindowedCounters:
         the bucket index ``b // res`` minus the previous one (the first is absolute)."""
         rec: dict[str, Any] = {"v": RECORD_VERSION, "last": dict(sorted(self._last.items()))}
         if self._b:
-            rec["b"] = [[k, r, _pack(bk, r, _cell)] for (k, r), bk in sorted(self._b.items())]
+            rec["b"] = [[k, r, _pack(ser.bs, r, [(c, _sum(s)) for c, s in zip(ser.cnt, ser.sm)])]
+                        for (k, r), ser in sorted(self._b.items(), key=_first)]
         if self._d:
-            rec["d"] = [[k, r, a, _pack(bk, r, lambda vs: (sorted(vs),))] for (k, r, a), bk in sorted(self._d.items())]
+            rec["d"] = [[k, r, a, _pack(sets.bs, r, [(sorted(vs),) for vs in sets.vals])]
+                        for (k, r, a), sets in sorted(self._d.items(), key=_first)]
         return rec
 
     @classmethod
@@ -374,10 +556,13 @@ class WindowedCounters:
             out._last = {str(k): _int(ts) for k, ts in rec["last"].items()}
             for key, res, flat in rec.get("b", ()):
                 res = _int(res)
-                out._b[(str(key), res)] = {b: [_int(flat[i + 1]), float(flat[i + 2])] for i, b in _unpack(flat, res, 3)}
+                cells = _ascending([(b, (_int(flat[i + 1]), float(flat[i + 2]))) for i, b in _unpack(flat, res, 3)])
+                out._b[(str(key), res)] = _Series([b for b, _ in cells], [c for _, (c, _) in cells],
+                                                  [s for _, (_, s) in cells])
             for key, res, attr, flat in rec.get("d", ()):
                 res = _int(res)
-                out._d[(str(key), res, str(attr))] = {b: _strs(flat[i + 1]) for i, b in _unpack(flat, res, 2)}
+                cells = _ascending([(b, _strs(flat[i + 1])) for i, b in _unpack(flat, res, 2)])
+                out._d[(str(key), res, str(attr))] = _Sets([b for b, _ in cells], [v for _, v in cells])
         except FeatureRecordError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -392,15 +577,19 @@ class WindowedCounters:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return f"WindowedCounters({len(self._last)} series, {sum(map(len, self._b.values()))} buckets)"
+        return f"WindowedCounters({len(self._last)} series, {sum(len(s.bs) for s in self._b.values())} buckets)"
 
 
-def _drop_old(buckets: dict[int, Any], cutoff: int) -> bool:
-    """Delete buckets ``b <= cutoff`` in place; False if none is left."""
-    if buckets and min(buckets) <= cutoff:
-        for b in [b for b in buckets if b <= cutoff]:
-            del buckets[b]
-    return bool(buckets)
+def _first(item: tuple) -> Any:
+    return item[0]
+
+
+def _ascending(cells: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """Cells as written by ``to_record`` are strictly ascending; any other order (a
+    hand-made record) reads as a mapping would: sorted, the last of equal starts wins."""
+    if all(cells[i][0] < cells[i + 1][0] for i in range(len(cells) - 1)):
+        return cells
+    return sorted(dict(cells).items())
 
 
 def _int(x: Any) -> int:
@@ -415,17 +604,16 @@ def _strs(values: Any) -> set[str]:
     return set(values)
 
 
-def _cell(cell: list) -> tuple:
-    s = cell[1]  # an integral sum is stored as an int (shorter), read back as a float
-    return cell[0], int(s) if s.is_integer() and abs(s) < 2**53 else s
+def _sum(s: float) -> float | int:
+    return int(s) if s.is_integer() and abs(s) < 2**53 else s  # an integral sum is stored as an int (shorter)
 
 
-def _pack(buckets: dict[int, Any], res: int, enc: Any) -> list:
+def _pack(starts: list[int], res: int, cells: list[tuple]) -> list:
     flat: list = []
     prev = 0
-    for b in sorted(buckets):
+    for b, cell in zip(starts, cells):
         flat.append(b // res - prev)
-        flat.extend(enc(buckets[b]))
+        flat.extend(cell)
         prev = b // res
     return flat
 

@@ -99,7 +99,8 @@ import yaml
 
 from operators import segment_parser as sp
 from operators.events import EVENT_TYPES
-from operators.features import MAX_WINDOW_MS, FeaturePlan, SeriesSpec, WindowedCounters, resolution_ms
+from operators.features import (MAX_WINDOW_MS, FeaturePlan, SeriesSpec, WindowedCounters, read_key,
+                                resolution_ms)
 from operators.segment_parser import ExprError
 
 NUM, STR, BOOL, DUR, SINCE, ANY = "number", "string", "bool", "duration", "since", "value"
@@ -263,7 +264,13 @@ class _Compiler:
             if name in FUNCTIONS:
                 raise ExprError(node.pos, f"{name!r} is a function: call it, e.g. {name}(...)")
             raise ExprError(node.pos, f"unknown attribute {name!r}{_suggest(name, ATTRIBUTES)}")
-        fn = lambda f, n, m: f.attribute(name)  # noqa: E731
+        mk = "@" + name
+
+        def fn(f, n, m):  # read once per evaluation: some attributes are computed (cart_value)
+            v = m.get(mk, m)
+            if v is m:
+                v = m[mk] = f.attribute(name)
+            return v
         self.terms.setdefault(name, fn)
         return _Expr(type_, fn)
 
@@ -483,18 +490,18 @@ class _Compiler:
         spec, w, _ = self.windowed(node, 2, f"{node.name}(purchase, 30d)")
         self.requirements.append((spec, w, None))
         self.windows.append((spec.key, w))
-        key, mk = spec.key, f"#{node.name}|{spec.key}|{w}"
+        bkey, mk = read_key(spec.key, w), f"#{node.name}|{spec.key}|{w}"
 
         def count(f, n, m):
             v = m.get(mk)
             if v is None:
-                v = m[mk] = f.counters.count(key, w, n)
+                v = m[mk] = f.counters.count_at(bkey, w, n)
             return v
 
         def total(f, n, m):
             v = m.get(mk)
             if v is None:
-                v = m[mk] = f.counters.total(key, w, n)
+                v = m[mk] = f.counters.total_at(bkey, w, n)
             return v
         return _Expr(NUM, count if node.name == "count" else total, False)
 
@@ -508,12 +515,12 @@ class _Compiler:
                                            f"got {self.src(attr_node)}{_suggest(self.src(attr_node), DISTINCT_ATTRS)}")
         self.requirements.append((spec, w, attr))
         self.windows.append((spec.key, w))
-        key, mk = spec.key, f"#distinct|{spec.key}|{attr}|{w}"
+        dkey, mk = (*read_key(spec.key, w), attr), f"#distinct|{spec.key}|{attr}|{w}"
 
         def fn(f, n, m):
             v = m.get(mk)
             if v is None:
-                v = m[mk] = f.counters.distinct(key, attr, w, n)
+                v = m[mk] = f.counters.distinct_at(dkey, w, n)
             return v
         return _Expr(NUM, fn, False)
 
@@ -592,6 +599,9 @@ class _Compiler:
 
 
 _CALL_COSTS = {"count": 20, "sum": 20, "distinct": 25, "since": 3, "inactive": 3, "within_km": 2}
+# Attributes computed from a log on each read (``Profile.cart`` walks every cart line's
+# operations): on a busy profile they cost more than a counter read, so they go last.
+_NAME_COSTS = {"cart_items": 30, "cart_value": 30, "events": 2}
 
 
 def _cost(node: sp.Node) -> int:
@@ -601,7 +611,7 @@ def _cost(node: sp.Node) -> int:
     if isinstance(node, sp.Call):
         return _CALL_COSTS.get(node.name, 1)
     if isinstance(node, sp.Name):
-        return 1
+        return _NAME_COSTS.get(node.name, 1)
     if isinstance(node, (sp.Not, sp.Neg)):
         return _cost(node.operand)
     if isinstance(node, sp.In):
@@ -662,6 +672,10 @@ class SegmentSet:
             needs = tuple((sid, fn) for sid, fn in self._order if sid in needed[s.id])
             self._compiled[s.id] = _Compiled(compiled[s.id][0], tuple(compiled[s.id][1].items()), needs)
         self._windows = tuple(dict.fromkeys(windows))
+        reads: dict[tuple[str, int], list[int]] = {}
+        for key, w in self._windows:
+            reads.setdefault(read_key(key, w), []).append(w)
+        self._reads = tuple((bkey, tuple(ws)) for bkey, ws in reads.items())
         offsets: dict[str, set[int]] = {}
         for key, off in sinces:
             offsets.setdefault(key, set()).add(off)
@@ -673,9 +687,12 @@ class SegmentSet:
     def __repr__(self) -> str:
         return f"SegmentSet({[s.id for s in self.segments]})"
 
-    def evaluate(self, facts: Facts, now_ms: int) -> dict[str, bool]:
-        """Every segment's membership at ``now_ms``."""
-        memo: dict[str, Any] = {}
+    def evaluate(self, facts: Facts, now_ms: int, memo: dict[str, Any] | None = None) -> dict[str, bool]:
+        """Every segment's membership at ``now_ms``. ``memo`` (an empty dict) receives the
+        values read on the way; pass it to ``values`` for the same facts and instant so
+        that the triggers' values are not read again."""
+        if memo is None:
+            memo = {}
         out: dict[str, bool] = {}
         for sid, fn in self._order:
             out[sid] = memo[sid] = fn(facts, now_ms, memo)
@@ -683,12 +700,8 @@ class SegmentSet:
 
     def next_change(self, facts: Facts, now_ms: int) -> int | None:
         """The smallest instant > ``now_ms`` at which time alone may change a membership."""
-        best = None
         counters = facts.counters
-        for key, w in self._windows:
-            t = counters.next_change(key, w, now_ms)
-            if t is not None and t > now_ms and (best is None or t < best):
-                best = t
+        best = counters.next_change_min(self._reads, now_ms)  # always > now_ms: b > now - w
         for key, offsets in self._sinces:
             last = counters.last(key)
             if last is None:
@@ -722,7 +735,8 @@ class SegmentSet:
 
     def values(self, seg_id: str, facts: Facts, now_ms: int, memo: dict[str, bool] | None = None) -> dict[str, object]:
         """The terms of ``explain`` as a dict (the feature values that decided it). Pass
-        ``evaluate``'s result as ``memo`` to reuse the memberships of other segments."""
+        ``evaluate``'s result as ``memo`` to reuse the memberships of other segments, or
+        the ``memo`` filled by ``evaluate`` at the same instant to reuse everything it read."""
         compiled, memo = self._memo(seg_id, facts, now_ms, memo)
         return {text: fn(facts, now_ms, memo) for text, fn in compiled.terms}
 

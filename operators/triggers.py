@@ -123,7 +123,8 @@ class SegmentEngine:
         if not self.active:
             profile.next_check_ms = None
             return []
-        result = segset.evaluate(profile, now)
+        memo: dict[str, Any] = {}  # what evaluate read, reused for the triggers' values
+        result = segset.evaluate(profile, now, memo)
         personal = profile.allows("personalization", self.policy)
         current = profile.segments
         out: list[Trigger] = []
@@ -136,10 +137,10 @@ class SegmentEngine:
                 if held is None or held[1] != seg.version:
                     current[seg_id] = [now, seg.version]
                     out.append(Trigger.make(profile.profile_id, seg_id, seg.version, ENTERED, now, cause,
-                                            segset.values(seg_id, profile, now), backfill))
+                                            segset.values(seg_id, profile, now, memo), backfill))
             elif held is not None:
                 del current[seg_id]
                 out.append(Trigger.make(profile.profile_id, seg_id, held[1], EXITED, now, cause,
-                                        segset.values(seg_id, profile, now), backfill))
+                                        segset.values(seg_id, profile, now, memo), backfill))
         profile.next_check_ms = segset.next_change(profile, now)
         return out

@@ -317,3 +317,51 @@ def test_reads_match_brute_force_over_raw_events(events, later, data):
         for w in WINDOWS:
             assert kept.count(spec.key, w, now) == c.count(spec.key, w, now)
             assert kept.next_change(spec.key, w, now) == c.next_change(spec.key, w, now)
+
+
+def test_reads_stay_exact_through_late_events_prunes_and_merges():
+    """Reads bisect sorted buckets and keep prefix sums of the counts: check them against a
+    brute force while events arrive out of order (inserts far back and near the end), the
+    counters are pruned between reads and another profile is absorbed."""
+    import random
+    rng = random.Random(4)
+    s = SeriesSpec("purchase")
+    windows = (1000, 10 * 1000, HOUR_MS, 2 * HOUR_MS, 3 * DAY_MS)
+    plan = FeaturePlan([(s, w, None) for w in windows])
+    c, seen = WindowedCounters(), []
+    now = T0
+    for step in range(600):
+        if rng.random() < 0.8:
+            now += rng.choice((0, 1, 400, 1000, 61_000))
+            ts = now
+        else:  # late: just behind, or far back (more buckets after it than the patch limit)
+            ts = now - rng.choice((1, 999, 5_000, 30 * MINUTE_MS, 2 * DAY_MS))
+        e = ev("purchase", ts, item_id="i", price=rng.choice((0.5, 2, 9.99)), quantity=1)
+        if rng.random() < 0.05:  # a profile stitched in: same reads as observing its events
+            other = observed(plan, [e])
+            c.absorb(other)
+        else:
+            c.observe(e, plan)
+        seen.append((ts, e.items[0].price))
+        if step % 97 == 0:
+            c.prune(plan, now)
+        for w in windows:
+            r = resolution_ms(w)
+            inside = [(ts, v) for ts, v in seen if ts - ts % r > now - w]
+            assert c.count(s.key, w, now) == len(inside), (step, w)
+            assert c.total(s.key, w, now) == pytest.approx(sum(v for _, v in inside))
+            assert c.next_change(s.key, w, now) == min((ts - ts % r + w for ts, _ in inside), default=None)
+        reads = [((s.key, resolution_ms(w)), (w,)) for w in windows]
+        assert c.next_change_min(reads, now) == min(
+            (t for w in windows if (t := c.next_change(s.key, w, now)) is not None), default=None)
+    back = WindowedCounters.from_record(orjson.loads(orjson.dumps(c.to_record())))
+    assert back == c and all(back.count(s.key, w, now) == c.count(s.key, w, now) for w in windows)
+
+
+def test_a_hand_made_record_out_of_order_reads_like_a_mapping():
+    rec = {"v": 1, "last": {}, "b": [["search", 1000, [T0 // 1000 + 5, 1, 1, -5, 2, 2, 0, 3, 3]]]}
+    c = WindowedCounters.from_record(rec)
+    # buckets T0+5 s (1), then T0 (2) overwritten by T0 again (3): the last of equal starts wins
+    assert c.count("search", HOUR_MS, T0 + 5_000) == 4
+    assert c.next_change("search", HOUR_MS, T0 + 5_000) == T0 + HOUR_MS
+    assert c.to_record()["b"] == [["search", 1000, [T0 // 1000, 3, 3, 5, 1, 1]]]
