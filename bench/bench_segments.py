@@ -207,15 +207,14 @@ def kafka():
 
 
 def latency(rate: int, seconds: float, segments_path: Path = SEGMENTS, users: int = 20_000,
-            env_extra: dict | None = None) -> dict:
-    from confluent_kafka import Consumer, Producer, TopicPartition
-
+            env_extra: dict | None = None, patch: str = "") -> dict:
     from tests.kafka_broker import create_topic, unique_topic
 
     with kafka() as bootstrap, tempfile.TemporaryDirectory(prefix="pulse-bench-lat-") as d:
         events_topic, triggers_topic = unique_topic("bench-seg-events"), unique_topic("bench-seg-triggers")
         for t in (events_topic, triggers_topic):
-            create_topic(bootstrap, t, partitions=3)
+            # Broker append time on both topics, not the producers' create time.
+            create_topic(bootstrap, t, partitions=3, config={"message.timestamp.type": "LogAppendTime"})
         env = {**os.environ,
                "PULSE_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PULSE_KAFKA_EVENTS_TOPIC": events_topic,
                "PULSE_KAFKA_TRIGGERS_TOPIC": triggers_topic, "PULSE_KAFKA_DLQ_TOPIC": events_topic + ".dlq",
@@ -225,7 +224,8 @@ def latency(rate: int, seconds: float, segments_path: Path = SEGMENTS, users: in
                "PULSE_PRIVACY_PII_SECRET": "bench-secret", "PULSE_PROCESSOR_METRICS_PORT": "0",
                **(env_extra or {})}
         log = open(Path(d) / "pulse-run.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "pulse", "run"], cwd=ROOT, env=env, stdout=log,
+        cmd = [sys.executable, "-c", f"{patch}\nfrom pulse.cli import main; raise SystemExit(main())", "run"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             return _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, Path(d))
@@ -249,6 +249,8 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
     base: list[float] = []
     done = threading.Event()
     stats = {"triggers": 0, "time_triggers": 0, "unmatched": 0}
+    by_second: dict[int, list[float]] = {}  # produce second -> latencies (does the lag grow?)
+    t_start = time.time()
 
     def consume():
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-seg-lat", "enable.auto.commit": "false",
@@ -270,6 +272,7 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
                     stats["time_triggers" if cause in ("time", "backfill") else "unmatched"] += 1
                     continue
                 lat.append(ts - t_sent)
+                by_second.setdefault(int((t_sent / 1000 - t_start)), []).append(ts - t_sent)
         c.close()
 
     # Wait until the processor reads its topic (it creates the other topics on start).
@@ -306,6 +309,7 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
     p.flush(30)
     achieved = total / (time.time() - t_start)
     time.sleep(3.0)  # let the last triggers arrive
+    inside = _processor_metrics(tmp / "pulse-run.log")
     done.set()
     reader.join(10)
     for eid, t in sent.items():
@@ -321,6 +325,7 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
         res[f"p{q}_ms"] = percentile(lat, q)
         res[f"baseline_p{q}_ms"] = percentile(base, q)
     res["max_ms"] = lat[-1] if lat else float("nan")
+    res["p50_ms_by_second"] = {sec: percentile(sorted(v), 50) for sec, v in sorted(by_second.items())}
     print(f"event produced -> trigger on Kafka ({rate:,} events/s asked, {achieved:,.0f} achieved, "
           f"{seconds:g} s measured after 5 s warm-up, pulse run as a subprocess)")
     print(f"  triggers: {res['triggers']:,} ({res['event_triggers']:,} caused by a measured event, "
@@ -330,7 +335,40 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
         f"{res[f'baseline_p{q}_ms']:>9.1f}" for q in (50, 95, 99)))
     print(f"  {'pulse     event produced -> trigger on Kafka':<42}" + "".join(
         f"{res[f'p{q}_ms']:>9.1f}" for q in (50, 95, 99)) + "   ms (target p99 < 100)")
+    res["processor"] = inside
+    for name, qs in inside.items():
+        print(f"  processor {name:<32}" + "".join(f"{v:>9}" for v in qs) + "   (from its /metrics)")
+    trend = list(res["p50_ms_by_second"].values())
+    if trend:
+        print("  p50 per produce second: " + " ".join(f"{v:.0f}" for v in trend[:: max(1, len(trend) // 12)]) + " ms")
     return res
+
+
+def _processor_metrics(log_path: Path) -> dict:
+    """Where the processor says the time goes: histogram quantiles (upper bucket bounds, ms)
+    from its /metrics; the port is in its start-up log line."""
+    import re
+    import urllib.request
+
+    m = re.search(rb"metrics on http://([0-9.]+):(\d+)/metrics", log_path.read_bytes())
+    if m is None:
+        return {}
+    try:
+        text = urllib.request.urlopen(f"http://{m[1].decode()}:{m[2].decode()}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for title, name, label in (("ingest -> store write p50/p95/p99", "pulse_processing_latency_seconds", "ingest"),
+                               ("outbox write -> acked p50/p95/p99", "pulse_trigger_publish_seconds", None)):
+        buckets = []
+        for line in text.splitlines():
+            if line.startswith(name + "_bucket") and (label is None or f'"{label}"' in line):
+                le = re.search(r'le="([^"]+)"', line)[1]
+                buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+        if buckets and buckets[-1][1] > 0:
+            n = buckets[-1][1]
+            out[title] = [next((f"<{le * 1000:g}" for le, c in buckets if c >= q * n), "inf") for q in (.5, .95, .99)]
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -340,6 +378,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rate", type=int, default=2000, help="events/s produced for the latency part")
     ap.add_argument("--seconds", type=float, default=40.0, help="measured seconds of the latency part")
     ap.add_argument("--segments", type=Path, default=SEGMENTS)
+    ap.add_argument("--env", action="append", default=[], metavar="PULSE_X=v",
+                    help="extra environment for pulse run (latency part), e.g. PULSE_PROCESSOR_EPOCH_INTERVAL_MS=100")
+    ap.add_argument("--processor-patch", default="", metavar="PYTHON",
+                    help="statements run in the processor before pulse starts (to try a knob, e.g. "
+                         "'import flows.kafka_io as k; k.KafkaEventSource.__init__.__kwdefaults__[\"poll_timeout\"] = 0.002')")
     ap.add_argument("--only", choices=("micro", "flow", "latency"), action="append",
                     help="run only these parts (repeatable)")
     ap.add_argument("--skip-latency", action="store_true", help="no broker: micro and flow only")
@@ -351,7 +394,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "flow" in parts:
         result["flow"] = flow(args.events, args.segments, args.rounds)
     if "latency" in parts:
-        result["latency"] = latency(args.rate, args.seconds, args.segments)
+        env = dict(kv.split("=", 1) for kv in args.env)
+        result["latency"] = latency(args.rate, args.seconds, args.segments, env_extra=env, patch=args.processor_patch)
     return result
 
 

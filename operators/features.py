@@ -264,7 +264,7 @@ class _Series:
     (one longer; ``cum[i]`` minus ``cum[j]`` counts buckets ``j..i-1``), or None until the
     next read rebuilds it; ``tot`` caches the last window total as ``(start index, total)``."""
 
-    __slots__ = ("bs", "cnt", "sm", "cum", "tot")
+    __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed")
 
     def __init__(self, bs: list[int] | None = None, cnt: list[int] | None = None,
                  sm: list[float] | None = None) -> None:
@@ -273,10 +273,11 @@ class _Series:
         self.sm: list[float] = sm if sm is not None else []
         self.cum: list[int] | None = None if bs else [0]
         self.tot: tuple[int, float] | None = None
+        self.packed: list | None = None  # the stored form's flat list, until the next change
 
     def add(self, b: int, c: int, s: float) -> None:
         bs = self.bs
-        self.tot = None
+        self.tot = self.packed = None
         cum = self.cum
         if not bs or b > bs[-1]:
             bs.append(b)
@@ -315,8 +316,13 @@ class _Series:
             del self.bs[:i], self.cnt[:i], self.sm[:i]
             if self.cum is not None:
                 del self.cum[:i]  # differences of the remaining prefix sums are unchanged
-            self.tot = None
+            self.tot = self.packed = None
         return bool(self.bs)
+
+    def pack(self, res: int) -> list:
+        if self.packed is None:
+            self.packed = _pack(self.bs, res, [(c, _sum(s)) for c, s in zip(self.cnt, self.sm)])
+        return self.packed.copy()
 
     def count_from(self, i: int) -> int:
         cum = self.cum
@@ -540,8 +546,7 @@ class WindowedCounters:
         the bucket index ``b // res`` minus the previous one (the first is absolute)."""
         rec: dict[str, Any] = {"v": RECORD_VERSION, "last": dict(sorted(self._last.items()))}
         if self._b:
-            rec["b"] = [[k, r, _pack(ser.bs, r, [(c, _sum(s)) for c, s in zip(ser.cnt, ser.sm)])]
-                        for (k, r), ser in sorted(self._b.items(), key=_first)]
+            rec["b"] = [[k, r, ser.pack(r)] for (k, r), ser in sorted(self._b.items(), key=_first)]
         if self._d:
             rec["d"] = [[k, r, a, _pack(sets.bs, r, [(sorted(vs),) for vs in sets.vals])]
                         for (k, r, a), sets in sorted(self._d.items(), key=_first)]

@@ -345,6 +345,11 @@ def test_reads_stay_exact_through_late_events_prunes_and_merges():
         seen.append((ts, e.items[0].price))
         if step % 97 == 0:
             c.prune(plan, now)
+        if step % 7 == 0:  # the stored form is cached per series until it changes
+            cached = c.to_record()
+            for series in c._b.values():
+                series.packed = None
+            assert cached == c.to_record(), step
         for w in windows:
             r = resolution_ms(w)
             inside = [(ts, v) for ts, v in seen if ts - ts % r > now - w]
