@@ -21,6 +21,7 @@ from flows.runtime_state import ProcessorState
 from flows.shutdown import install_handlers, stop_requested
 from operators.events import ParseOptions
 from operators.profile import Policy
+from operators.content import load_catalog
 from operators.segments import SegmentSet, empty, load_segments
 from pulse.config import PulseConfig
 from state.store import ProfileStore
@@ -49,7 +50,7 @@ def ensure_topics(cfg: PulseConfig, timeout: float = 15.0) -> None:
     except Exception as exc:
         raise TopicError(f"cannot reach Kafka at {cfg.kafka.bootstrap_servers}: {exc}") from exc
     wanted = (cfg.kafka.events_topic, cfg.kafka.dlq_topic, cfg.kafka.control_topic, cfg.kafka.erasures_topic,
-              cfg.kafka.triggers_topic)
+              cfg.kafka.triggers_topic, cfg.kafka.exposures_topic)
     missing = [t for t in wanted if t not in existing]
     if not missing:
         return
@@ -74,14 +75,21 @@ def ensure_topics(cfg: PulseConfig, timeout: float = 15.0) -> None:
 
 
 DEMO_PII_SECRET = "pulse-demo-secret-not-for-production"
-EXAMPLE_SEGMENTS = Path(__file__).resolve().parent.parent / "deploy" / "segments.yaml"
+EXAMPLES = Path(__file__).resolve().parent.parent / "deploy"
+EXAMPLE_SEGMENTS = EXAMPLES / "segments.yaml"
+
+
+def example_or(path: str, name: str, demo: bool) -> str:
+    """``path``, or for the demo the example file ``deploy/<name>`` when it is there."""
+    if path or not demo:
+        return path
+    example = EXAMPLES / name
+    return str(example) if example.exists() else ""
 
 
 def segment_set(cfg: PulseConfig, *, demo: bool = False) -> SegmentSet:
     """The configured segment definitions (errors name the file, segment and position)."""
-    path = cfg.segments.path
-    if not path and demo and EXAMPLE_SEGMENTS.exists():
-        path = str(EXAMPLE_SEGMENTS)
+    path = example_or(cfg.segments.path, "segments.yaml", demo)
     return load_segments(path) if path else empty()
 
 
@@ -107,7 +115,14 @@ def flow_settings(cfg: PulseConfig, *, demo: bool = False) -> dict:
         "cache_profiles": cfg.state.cache_profiles,
         "segments": segment_set(cfg, demo=demo),
         "lateness_ms": cfg.processor.lateness_ms,
+        "content_requirements": content_requirements(cfg, demo=demo),
     }
+
+
+def content_requirements(cfg: PulseConfig, *, demo: bool = False) -> tuple:
+    """The counters the content catalog's conditions read (the flow keeps them up to date)."""
+    path = example_or(cfg.content.path, "content.yaml", demo)
+    return load_catalog(path).requirements if path else ()
 
 
 def processor_state(store: ProfileStore, settings: dict) -> ProcessorState:
@@ -115,7 +130,8 @@ def processor_state(store: ProfileStore, settings: dict) -> ProcessorState:
     definitions (a backfill when they changed since the last run)."""
     state = ProcessorState(store, policy=settings["policy"], max_aliases=settings["max_aliases"],
                            cache_profiles=settings["cache_profiles"], segments=settings["segments"],
-                           lateness_ms=settings["lateness_ms"], pii_key=settings["options"].pii_key)
+                           lateness_ms=settings["lateness_ms"], pii_key=settings["options"].pii_key,
+                           extra_requirements=settings["content_requirements"])
     ProfileLogic(state).backfill()
     return state
 

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from operators.identity import IdentityIndex
 from operators.items import ItemStats
 from operators.profile import Policy, Profile
+from operators.features import FeaturePlan
 from operators.segments import SegmentSet, empty
 from operators.triggers import SegmentEngine
 from flows import metrics as m
@@ -107,6 +108,15 @@ class ItemTable:
         self._pinned = {k: s for k, s in self._pinned.items() if s not in seqs}
 
 
+def plan_requirements(plan: FeaturePlan) -> list:
+    """Requirements equivalent to ``plan`` (to build a plan that covers it and more)."""
+    out = []
+    for key, spec in plan.specs.items():
+        out.extend((spec, w, None) for w in plan.windows.get(key, ()))
+    out.extend((plan.specs[key], w, attr) for (key, _res, attr), w in plan._keep_d.items())
+    return out
+
+
 class Timers:
     """When each profile next needs a look because time alone may change a segment.
 
@@ -194,12 +204,16 @@ class ProcessorState:
     segment engine, timers and clocks."""
 
     def __init__(self, store: ProfileStore, *, policy: Policy, max_aliases: int, cache_profiles: int,
-                 segments: SegmentSet | None = None, lateness_ms: int = 10 * 60_000, pii_key: bytes = b"") -> None:
+                 segments: SegmentSet | None = None, lateness_ms: int = 10 * 60_000, pii_key: bytes = b"",
+                 extra_requirements: tuple = ()) -> None:
         self.store = store
         self.pii_key = pii_key
         segments = segments or empty()
-        if segments.segments:
-            policy = dataclasses.replace(policy, plan=segments.plan)
+        if segments.segments or extra_requirements:
+            # Content rules (served from the store) read counters too: the flow keeps them.
+            plan = segments.plan if not extra_requirements else FeaturePlan(
+                [*plan_requirements(segments.plan), *extra_requirements])
+            policy = dataclasses.replace(policy, plan=plan)
         self.policy = policy
         self.segments = segments
         self.engine = SegmentEngine(segments, policy)

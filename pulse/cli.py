@@ -84,7 +84,9 @@ def cmd_serve(cfg: PulseConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
-    from flows.runtime import demo_flow, demo_trigger_publisher, flow_settings, processor_state, run_flow
+    from flows.runtime import (demo_flow, demo_trigger_publisher, example_or, flow_settings, processor_state,
+                               run_flow)
+    from serving.decisions import JsonlExposureSink
     from flows.store_stats import start_store_stats
     from serving.server import create_server
     from state.store import RocksReader, RocksStore
@@ -93,6 +95,7 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
     store = RocksStore(cfg.store_dir)
     state = processor_state(store, settings)
     publisher = demo_trigger_publisher(cfg, store, state)
+    exposures = JsonlExposureSink(Path(cfg.state.dir) / "exposures.jsonl")
     reader = RocksReader(cfg.store_dir, Path(cfg.state.dir) / "readers" / f"demo-{os.getpid()}")
     server, grpc_port = create_server(cfg.serving.grpc_address, reader, max_workers=cfg.serving.max_workers,
                                       catch_up_interval_ms=cfg.serving.catch_up_interval_ms,
@@ -102,7 +105,11 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
                                       api_keys_file=cfg.serving.api_keys_file, tls_cert_file=cfg.serving.tls_cert_file,
                                       tls_key_file=cfg.serving.tls_key_file,
                                       tls_client_ca_file=cfg.serving.tls_client_ca_file,
-                                      max_request_bytes=cfg.serving.max_request_bytes)
+                                      max_request_bytes=cfg.serving.max_request_bytes,
+                                      content_file=example_or(cfg.content.path, "content.yaml", True),
+                                      experiments_file=example_or(cfg.experiments.path, "experiments.yaml", True),
+                                      segments_file=example_or(cfg.segments.path, "segments.yaml", True),
+                                      exposures=exposures)
     server.start()
     metrics_port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
     stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)
@@ -113,10 +120,13 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
         f"  state (RocksDB):  {cfg.store_dir}\n"
         f"  dead letters:     {Path(cfg.state.dir) / 'dead-letters.jsonl'}\n"
         f"  segment triggers: {Path(cfg.state.dir) / 'triggers.jsonl'}   ({len(settings['segments'].segments)} segments)\n"
+        f"  exposures:        {Path(cfg.state.dir) / 'exposures.jsonl'}   (experiments on Decide and recommendations)\n"
         f"  gRPC:             {address}   (service pulse.v1.Pulse, health, reflection)\n"
         f"  metrics:          http://{cfg.processor.metrics_host}:{metrics_port}/metrics\n"
         f"  try:              pulse get-profile u000000 --address {address}\n"
         f"                    grpcurl -plaintext -d '{{\"user_id\":\"u000000\"}}' {address} pulse.v1.Pulse/GetProfile\n"
+        f"                    grpcurl -plaintext -d '{{\"user_id\":\"u000000\",\"slots\":[\"hero\",\"offer\"]}}' "
+        f"{address} pulse.v1.Pulse/Decide\n"
         f"Ctrl-C stops.",
         flush=True,
     )
@@ -401,10 +411,14 @@ def main(argv: list[str] | None = None) -> int:
         from flows.runtime import ConfigurationMissing, TopicError
         from state.store import StoreError
 
+        from operators.content import ContentError
+        from operators.experiments import ExperimentError
         from operators.segments import SegmentError
 
-        if isinstance(exc, SegmentError):
-            print(f"pulse: bad segment definition: {exc}", file=sys.stderr)
+        if isinstance(exc, (SegmentError, ContentError, ExperimentError)):
+            what = {SegmentError: "segment definition", ContentError: "content catalog",
+                    ExperimentError: "experiment definition"}[type(exc)]
+            print(f"pulse: bad {what}: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, (TopicError, StoreError, ConfigurationMissing, ConfigError)):
             print(f"pulse: {exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ class KafkaConfig:
     control_topic: str = "pulse.control"  # erase requests (admin RPC, `pulse erase`)
     erasures_topic: str = "pulse.erasures"  # compacted: one record per erased person
     triggers_topic: str = "pulse.triggers"  # segment entered/exited, keyed by profile id
+    exposures_topic: str = "pulse.exposures"  # experiment exposures published by `pulse serve`
     batch_size: int = 1000
     # `pulse run` creates missing topics with this many partitions (false: fail instead).
     create_topics: bool = True
@@ -108,6 +109,20 @@ class SegmentsConfig:
 
 
 @dataclass(frozen=True)
+class ContentConfig:
+    # The content catalog Decide chooses from (YAML, see deploy/content.yaml). Empty: Decide
+    # answers FAILED_PRECONDITION; `pulse demo` then uses the example in deploy/.
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class ExperimentsConfig:
+    # Experiment definitions (YAML, see deploy/experiments.yaml). Empty: no experiments;
+    # `pulse demo` then uses the example in deploy/.
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class GeneratorConfig:
     users: int = 2000
     events_per_second: float = 200.0
@@ -132,6 +147,8 @@ class PulseConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
+    experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
 
     @property
     def store_dir(self) -> Path:
@@ -150,6 +167,8 @@ _SECTION_TYPES = {
     "state": StateConfig,
     "processor": ProcessorConfig,
     "segments": SegmentsConfig,
+    "content": ContentConfig,
+    "experiments": ExperimentsConfig,
     "serving": ServingConfig,
     "generator": GeneratorConfig,
     "log": LogConfig,

@@ -1,4 +1,5 @@
-"""``pulse.v1.Admin``: privacy requests (erase, export). Thin: validate, delegate, answer.
+"""``pulse.v1.Admin``: privacy requests (erase, export) and configuration reload. Thin:
+validate, delegate, answer.
 
 Authentication, request ids and the audit log line are in ``serving.auth`` (applied to
 every Admin RPC by its interceptor), status codes in ``serving.errors``. Erasure is
@@ -26,9 +27,16 @@ NO_KAFKA_MESSAGE = "erase needs Kafka: run `pulse run` + `pulse serve`"
 class AdminServicer(pulse_pb2_grpc.AdminServicer):
     """Erase and export over a profile reader; ``control`` is None when there is no Kafka."""
 
-    def __init__(self, reader: ProfileReader, control: ControlPublisher | None) -> None:
+    def __init__(self, reader: ProfileReader, control: ControlPublisher | None, config=None) -> None:
         self._reader = reader
         self._control = control
+        self._config = config  # serving.decisions.LiveConfig
+
+    def ReloadConfiguration(self, request: pulse_pb2.ReloadConfigurationRequest, context: grpc.ServicerContext):
+        if self._config is None:
+            raise FailedPrecondition("this server has no reloadable configuration")
+        modules, experiments = self._config.reload()
+        return pulse_pb2.ReloadConfigurationResponse(modules=modules, experiments=experiments)
 
     def EraseUser(self, request: pulse_pb2.EraseUserRequest, context: grpc.ServicerContext):
         user = request.user_id

@@ -36,6 +36,10 @@ STORE_READY = Gauge(
     "1 when the serving reader has opened the state store, 0 while it waits for the writer to create it",
 )
 
+EXPOSURES = Counter("pulse_exposures_total", "Experiment exposures delivered (to Kafka, or the demo's file)")
+EXPOSURES_DROPPED = Counter("pulse_exposures_dropped_total",
+                            "Experiment exposures not delivered (the producer queue was full or Kafka refused them)")
+
 _children_lock = threading.Lock()
 
 

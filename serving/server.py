@@ -41,6 +41,8 @@ from serving.errors import StatusInterceptor, UnknownProfile
 from serving.lookup import check_optional_user_id, check_user_id, find_profile, read_store
 from serving.metrics import STORE_CATCH_UP, STORE_READY, start_metrics_endpoint
 from serving.profiles import write_profile
+from serving.decisions import (ExposureSink, KafkaExposureSink, LiveConfig, decide, exposure, now_ms,
+                               recommendation_assignment)
 from serving.segments import list_members, write_segments
 from serving.tls import server_credentials
 from serving.recommend import DEFAULT_MAX_PER_CATEGORY, recommend
@@ -66,12 +68,15 @@ class PulseServicer(pulse_pb2_grpc.PulseServicer):
 
     def __init__(self, reader: ProfileReader, policy: Policy = DEFAULT_POLICY, *,
                  items: LiveItemIndex | None = None, max_k: int = DEFAULT_MAX_K,
-                 max_per_category: int = DEFAULT_MAX_PER_CATEGORY) -> None:
+                 max_per_category: int = DEFAULT_MAX_PER_CATEGORY, config: LiveConfig | None = None,
+                 exposures: ExposureSink | None = None) -> None:
         self._reader = reader
         self._policy = policy
         self._items = items if items is not None else LiveItemIndex(reader)
         self._max_k = max_k
         self._max_per_category = max_per_category
+        self._config = config if config is not None else LiveConfig()
+        self._exposures = exposures if exposures is not None else ExposureSink()
 
     def GetProfile(self, request: pulse_pb2.GetProfileRequest, context: grpc.ServicerContext):
         user_id = request.user_id
@@ -109,8 +114,27 @@ class PulseServicer(pulse_pb2_grpc.PulseServicer):
         params = params_from_request(request, max_k=self._max_k, max_per_category=self._max_per_category)
         index = self._items.current()
         found = read_store(lambda: find_profile(self._reader, user_id)) if user_id else None
-        result = recommend(index, None if found is None else found[1], params, int(time.time() * 1000), self._policy)
-        return write_recommendations(pulse_pb2.GetRecommendationsResponse(), result)
+        now = now_ms()
+        profile = None if found is None else found[1]
+        assigned = recommendation_assignment(self._config.experiments, user_id, found, now)
+        if assigned is not None and (assigned[1].control or assigned[1].strategy == "popular"):
+            profile = None  # the holdout: exactly the non-personal answer
+        result = recommend(index, profile, params, now, self._policy)
+        response = write_recommendations(pulse_pb2.GetRecommendationsResponse(), result)
+        if assigned is not None:
+            exp, variant, unit = assigned
+            response.experiment.experiment_id = exp.id
+            response.experiment.variant_id = variant.id
+            response.experiment.control = variant.control
+            self._exposures.publish(exposure(exp, variant, unit, None if found is None else found[0],
+                                             "recommendations", response.strategy, "", now))
+        return response
+
+    def Decide(self, request: pulse_pb2.DecideRequest, context: grpc.ServicerContext):
+        user_id = request.user_id
+        check_optional_user_id(user_id)
+        found = read_store(lambda: find_profile(self._reader, user_id)) if user_id else None
+        return decide(request, found, self._config, self._exposures, self._policy, now_ms())
 
 
 class _CatchUp:
@@ -231,6 +255,10 @@ def create_server(
     tls_key_file: str = "",
     tls_client_ca_file: str = "",
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    content_file: str = "",
+    experiments_file: str = "",
+    segments_file: str = "",
+    exposures: ExposureSink | None = None,
 ) -> tuple[PulseServer, int]:
     """Build (not start) a server for ``reader`` bound to ``address`` only; returns it and its port.
 
@@ -249,6 +277,12 @@ def create_server(
     ``tls_client_ca_file`` mTLS (``serving.tls``). Bad key or TLS files raise
     ``ConfigError`` naming the setting and the file. Requests above ``max_request_bytes``
     are refused with RESOURCE_EXHAUSTED.
+
+    Decide chooses from the catalog in ``content_file`` (none: FAILED_PRECONDITION);
+    experiments come from ``experiments_file``; both are checked against the segment ids
+    of ``segments_file`` when given, and a bad file raises its ``ContentError`` /
+    ``ExperimentError`` / ``SegmentError`` here. Exposures go to ``exposures`` (the
+    caller closes it).
     """
     for name, value in (("max_workers", max_workers), ("catch_up_interval_ms", catch_up_interval_ms),
                         ("max_k", max_k), ("max_per_category", max_per_category),
@@ -256,6 +290,7 @@ def create_server(
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     keys = load_api_keys(api_keys_file, admin_api_key)
+    config = LiveConfig(content_file, experiments_file, segments_file)
     credentials = server_credentials(tls_cert_file, tls_key_file, tls_client_ca_file)
     streaming = [f"{service.name}.{m.name}" for service in pulse_pb2.DESCRIPTOR.services_by_name.values()
                  for m in service.methods if m.client_streaming or m.server_streaming]
@@ -272,9 +307,9 @@ def create_server(
     )
     items = LiveItemIndex(reader, items_refresh_ms)
     servicer = PulseServicer(reader, Policy(default_consent=default_consent), items=items, max_k=max_k,
-                             max_per_category=max_per_category)
+                             max_per_category=max_per_category, config=config, exposures=exposures)
     pulse_pb2_grpc.add_PulseServicer_to_server(servicer, server)
-    pulse_pb2_grpc.add_AdminServicer_to_server(AdminServicer(reader, control), server)
+    pulse_pb2_grpc.add_AdminServicer_to_server(AdminServicer(reader, control, config), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -340,6 +375,8 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
     # The producer connects on the first erase only; without an admin key nothing can erase.
     keys = load_api_keys(sc.api_keys_file, sc.admin_api_key)  # fail before opening anything
     control = ControlPublisher(k.bootstrap_servers, k.control_topic, k.producer) if keys.has_admin else None
+    exposures = (KafkaExposureSink(k.bootstrap_servers, k.exposures_topic, k.producer) if config.experiments.path
+                 else None)
     reader = RocksReader(config.store_dir, secondary)
     try:
         metrics = start_metrics_endpoint(sc.metrics_host, sc.metrics_port)
@@ -352,7 +389,9 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
                                          items_refresh_ms=sc.items_refresh_ms, api_keys_file=sc.api_keys_file,
                                          tls_cert_file=sc.tls_cert_file, tls_key_file=sc.tls_key_file,
                                          tls_client_ca_file=sc.tls_client_ca_file,
-                                         max_request_bytes=sc.max_request_bytes)
+                                         max_request_bytes=sc.max_request_bytes, content_file=config.content.path,
+                                         experiments_file=config.experiments.path,
+                                         segments_file=config.segments.path, exposures=exposures)
             server.start()
             address = _bound_address(sc.grpc_address, port)
             if not reader.ready:
@@ -373,6 +412,8 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
     finally:
         if control is not None:
             control.close()
+        if exposures is not None:
+            exposures.close()
         reader.close()
         if own_secondary:
             shutil.rmtree(secondary, ignore_errors=True)

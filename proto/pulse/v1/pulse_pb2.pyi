@@ -19,6 +19,60 @@ CONSENT_REGIME_UNSPECIFIED: ConsentRegime
 CONSENT_REGIME_OPT_OUT: ConsentRegime
 CONSENT_REGIME_OPT_IN: ConsentRegime
 
+class DecideRequest(_message.Message):
+    __slots__ = ("user_id", "slots", "context", "request_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    slots: _containers.RepeatedScalarFieldContainer[str]
+    context: DecisionContext
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., slots: _Optional[_Iterable[str]] = ..., context: _Optional[_Union[DecisionContext, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DecisionContext(_message.Message):
+    __slots__ = ("page_type", "channel", "category")
+    PAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    page_type: str
+    channel: str
+    category: str
+    def __init__(self, page_type: _Optional[str] = ..., channel: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+
+class DecideResponse(_message.Message):
+    __slots__ = ("decisions", "personalized")
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[SlotDecision]
+    personalized: bool
+    def __init__(self, decisions: _Optional[_Iterable[_Union[SlotDecision, _Mapping]]] = ..., personalized: _Optional[bool] = ...) -> None: ...
+
+class SlotDecision(_message.Message):
+    __slots__ = ("slot", "module_id", "payload_json", "reason", "experiment")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    MODULE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    slot: str
+    module_id: str
+    payload_json: str
+    reason: str
+    experiment: ExperimentAssignment
+    def __init__(self, slot: _Optional[str] = ..., module_id: _Optional[str] = ..., payload_json: _Optional[str] = ..., reason: _Optional[str] = ..., experiment: _Optional[_Union[ExperimentAssignment, _Mapping]] = ...) -> None: ...
+
+class ExperimentAssignment(_message.Message):
+    __slots__ = ("experiment_id", "variant_id", "control")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    variant_id: str
+    control: bool
+    def __init__(self, experiment_id: _Optional[str] = ..., variant_id: _Optional[str] = ..., control: _Optional[bool] = ...) -> None: ...
+
 class GetSegmentsRequest(_message.Message):
     __slots__ = ("user_id",)
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -118,14 +172,16 @@ class RecommendationFilters(_message.Message):
     def __init__(self, category_prefix: _Optional[str] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ...) -> None: ...
 
 class GetRecommendationsResponse(_message.Message):
-    __slots__ = ("items", "strategy", "personalized")
+    __slots__ = ("items", "strategy", "personalized", "experiment")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     strategy: str
     personalized: bool
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., strategy: _Optional[str] = ..., personalized: _Optional[bool] = ...) -> None: ...
+    experiment: ExperimentAssignment
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., strategy: _Optional[str] = ..., personalized: _Optional[bool] = ..., experiment: _Optional[_Union[ExperimentAssignment, _Mapping]] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
     __slots__ = ("item_id", "score", "reason", "category", "price")
@@ -203,6 +259,18 @@ class ConsentDecision(_message.Message):
     explicit: bool
     decided_at: _timestamp_pb2.Timestamp
     def __init__(self, granted: _Optional[bool] = ..., explicit: _Optional[bool] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReloadConfigurationRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadConfigurationResponse(_message.Message):
+    __slots__ = ("modules", "experiments")
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENTS_FIELD_NUMBER: _ClassVar[int]
+    modules: int
+    experiments: int
+    def __init__(self, modules: _Optional[int] = ..., experiments: _Optional[int] = ...) -> None: ...
 
 class EraseUserRequest(_message.Message):
     __slots__ = ("user_id", "request_id")

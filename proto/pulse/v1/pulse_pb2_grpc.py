@@ -28,8 +28,6 @@ if _version_not_supported:
 class PulseStub:
     """The Pulse personalization service.
 
-    Planned additions to this service (same package, new RPCs):
-    Decide              an experiment / content decision for a user
     """
 
     def __init__(self, channel):
@@ -58,13 +56,16 @@ class PulseStub:
                 request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersRequest.SerializeToString,
                 response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersResponse.FromString,
                 _registered_method=True)
+        self.Decide = channel.unary_unary(
+                '/pulse.v1.Pulse/Decide',
+                request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideRequest.SerializeToString,
+                response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideResponse.FromString,
+                _registered_method=True)
 
 
 class PulseServicer:
     """The Pulse personalization service.
 
-    Planned additions to this service (same package, new RPCs):
-    Decide              an experiment / content decision for a user
     """
 
     def GetProfile(self, request, context):
@@ -124,6 +125,23 @@ class PulseServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Decide(self, request, context):
+        """Chooses one content module (banner, offer, message block) for each requested
+        slot, from the content catalog (`content.path`, YAML): among the slot's modules
+        whose hard constraints hold and whose targeting (segments, scores, conditions,
+        channel, page type) matches, the one with the highest priority. Hard
+        constraints (e.g. no alcohol offer under 21) are never overridden, not by
+        priority, experiments or models. A user the server does not know, or without
+        personalization consent, is decided as an anonymous visitor: only modules that
+        need no profile are eligible. When an experiment covers a slot the assignment
+        is returned and an exposure is published. INVALID_ARGUMENT for no slots, an
+        unknown slot, a repeated slot or more than 20 slots; FAILED_PRECONDITION when
+        no content catalog is configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PulseServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +165,11 @@ def add_PulseServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersRequest.FromString,
                     response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ListSegmentMembersResponse.SerializeToString,
             ),
+            'Decide': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decide,
+                    request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideRequest.FromString,
+                    response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'pulse.v1.Pulse', rpc_method_handlers)
@@ -158,8 +181,6 @@ def add_PulseServicer_to_server(servicer, server):
 class Pulse:
     """The Pulse personalization service.
 
-    Planned additions to this service (same package, new RPCs):
-    Decide              an experiment / content decision for a user
     """
 
     @staticmethod
@@ -270,6 +291,33 @@ class Pulse:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Decide(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.v1.Pulse/Decide',
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideRequest.SerializeToString,
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminStub:
     """Privacy administration (GDPR/CCPA requests). Every call needs the metadata
@@ -293,6 +341,11 @@ class AdminStub:
                 '/pulse.v1.Admin/ExportUser',
                 request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserRequest.SerializeToString,
                 response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserResponse.FromString,
+                _registered_method=True)
+        self.ReloadConfiguration = channel.unary_unary(
+                '/pulse.v1.Admin/ReloadConfiguration',
+                request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ReloadConfigurationRequest.SerializeToString,
+                response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ReloadConfigurationResponse.FromString,
                 _registered_method=True)
 
 
@@ -324,6 +377,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadConfiguration(self, request, context):
+        """Re-reads the server's content catalog and experiment definitions. A bad file
+        is INVALID_ARGUMENT with its file, line and reason, and the running
+        configuration stays in place.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -336,6 +398,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ExportUser,
                     request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserRequest.FromString,
                     response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserResponse.SerializeToString,
+            ),
+            'ReloadConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadConfiguration,
+                    request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ReloadConfigurationRequest.FromString,
+                    response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.ReloadConfigurationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +463,33 @@ class Admin:
             '/pulse.v1.Admin/ExportUser',
             proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserRequest.SerializeToString,
             proto_dot_pulse_dot_v1_dot_pulse__pb2.ExportUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.v1.Admin/ReloadConfiguration',
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.ReloadConfigurationRequest.SerializeToString,
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.ReloadConfigurationResponse.FromString,
             options,
             channel_credentials,
             insecure,
