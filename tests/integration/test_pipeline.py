@@ -118,6 +118,7 @@ def pulse_env(bootstrap: str, events: str, dlq: str, state_dir: Path, **extra: s
         "PULSE_KAFKA_CONTROL_TOPIC": events + ".control",
         "PULSE_KAFKA_ERASURES_TOPIC": events + ".erasures",
         "PULSE_KAFKA_TRIGGERS_TOPIC": events + ".triggers",
+        "PULSE_KAFKA_EXPOSURES_TOPIC": events + ".exposures",
     }
     env.update(extra)
     return env
