@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
 import orjson
@@ -34,8 +35,11 @@ class _KafkaPartition(StatefulSourcePartition[RawRecord, int]):
     keeps the offsets). Emits ``RawRecord``s; consumer errors are counted and logged."""
 
     def __init__(self, config: dict, topic: str, partition: int, start: int, batch_size: int,
-                 poll_timeout: float, tail: bool = True, ticks: bool = True) -> None:
+                 poll_timeout: float, tail: bool = True, ticks: bool = True,
+                 idle_awake_s: float | None = None) -> None:
         self._topic = topic
+        self._idle_awake_s = idle_awake_s
+        self._awake: datetime | None = None
         self._tail = tail
         self._ticks = ticks
         self._next_tick = 0.0
@@ -82,12 +86,17 @@ class _KafkaPartition(StatefulSourcePartition[RawRecord, int]):
             offset = msg.offset()
             out.append(RawRecord(msg.value(), msg.key(), source, offset, ts))
             self._next = offset + 1
+        if self._idle_awake_s is not None:
+            self._awake = None if out else datetime.now(timezone.utc) + timedelta(seconds=self._idle_awake_s)
         if self._ticks:
             now = time.monotonic()
             if now >= self._next_tick:
                 self._next_tick = now + TICK_INTERVAL_S
                 out.append(Tick(source, self._caught_up_ms() if not out else None))
         return out
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def _caught_up_ms(self) -> int | None:
         """The wall clock if nothing is left to read (tailing only): a quiet partition's
@@ -121,10 +130,12 @@ class KafkaEventSource(FixedPartitionedSource[RawRecord, int]):
         batch_size: int = 1000,
         consumer_config: Mapping[str, str] | None = None,
         tail: bool = True,
-        poll_timeout: float = 0.01,
+        poll_timeout: float = 0.002,
         ticks: bool = True,
+        idle_awake_s: float | None = None,
     ) -> None:
         self._topics = list(topics)
+        self._idle_awake_s = idle_awake_s
         self._tail = tail
         self._ticks = ticks
         self._batch_size = batch_size
@@ -153,7 +164,7 @@ class KafkaEventSource(FixedPartitionedSource[RawRecord, int]):
         idx, topic = for_part.split("-", 1)
         start = OFFSET_BEGINNING if resume_state is None else resume_state
         return _KafkaPartition(dict(self._config), topic, int(idx), start, self._batch_size, self._poll_timeout,
-                               tail=self._tail, ticks=self._ticks)
+                               tail=self._tail, ticks=self._ticks, idle_awake_s=self._idle_awake_s)
 
 
 class _ProducingPartition(StatelessSinkPartition[X]):
@@ -201,8 +212,10 @@ class KafkaControlSource(KafkaEventSource):
     """The control topic (erase requests) as ``RawRecord``s, parsed in the flow."""
 
     def __init__(self, bootstrap_servers: str, topics: list[str], *, consumer_config=None, tail: bool = True):
+        # Never block the worker (it reads every partition in turn): poll without waiting,
+        # and after an empty poll look again only in 250 ms - erase requests are not urgent.
         super().__init__(bootstrap_servers, topics, batch_size=100, consumer_config=consumer_config, tail=tail,
-                         poll_timeout=0.05, ticks=False)
+                         poll_timeout=0, ticks=False, idle_awake_s=0.25)
 
 
 class KafkaErasureSink(_ProducingSink[dict]):

@@ -197,7 +197,7 @@ class ProfileLogic:
                         self._unschedule(old, write)
                         dirty.discard(old)
                 st.clocks.done[pe.source] = st.clocks.done.get(pe.source, 0) + 1
-                outcome = self._apply(profile, pe, write, dirty)
+                outcome = self._apply(profile, pe, write, dirty, merged=bool(item.routing.merged_from))
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 if outcome == APPLIED:
                     dirty.add(pid)
@@ -232,7 +232,7 @@ class ProfileLogic:
             return []
         return [write]
 
-    def _apply(self, profile, pe: ParsedEvent, write: StoreWrite, dirty: set[str]) -> str:
+    def _apply(self, profile, pe: ParsedEvent, write: StoreWrite, dirty: set[str], merged: bool = False) -> str:
         """One event: time transitions due before its watermark, then the event itself."""
         st = self._state
         engine = st.engine
@@ -252,7 +252,8 @@ class ProfileLogic:
         if outcome == APPLIED and engine.active:
             if event.ts_ms < profile.clock_ms:
                 m.LATE_APPLIED.inc()
-            self._emit(profile.profile_id, engine.on_event(profile, event.event_id, event.ts_ms), write)
+            self._emit(profile.profile_id, engine.on_event(profile, event.event_id, event.ts_ms, event.type,
+                                                           full=merged), write)
         return outcome
 
     def backfill(self, chunk: int = 1000) -> int:

@@ -101,6 +101,8 @@ class Profile:
     clock_ms: int = 0
     next_check_ms: int | None = None
     scores: dict[str, float] = field(default_factory=dict)  # model name -> latest score
+    # The cart view, computed on first read after a change (segment conditions read it per event).
+    _cart_view: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def is_applied(self, source: str, offset: int) -> bool:
         last = self.positions.get(source)
@@ -167,6 +169,7 @@ class Profile:
         self.total_spend = 0.0
         self.orders = 0
         self.cart_log = {}
+        self._cart_view = None
         self.categories = {}
         self.purchased = {}
         self.last_device = self.last_channel = None
@@ -279,16 +282,21 @@ class Profile:
 
     @property
     def cart(self) -> dict[str, dict[str, Any]]:
-        """The current cart: item -> qty, price, category, added_ms (first add still in it)."""
+        """The current cart: item -> qty, price, category, added_ms (first add still in it).
+        Read-only: the same dict is returned until the cart changes."""
+        if self._cart_view is not None:
+            return self._cart_view
         view = {}
         for item_id, line in self.cart_log.items():
             qty = sum(delta for _ts, delta in line["ops"])
             if qty > 0:
                 added = min(ts for ts, delta in line["ops"] if delta > 0)
                 view[item_id] = {"qty": qty, "price": line["price"], "category": line["category"], "added_ms": added}
+        self._cart_view = view
         return view
 
     def _cart_line(self, item_id: str) -> dict[str, Any]:
+        self._cart_view = None  # every cart change goes through here
         line = self.cart_log.get(item_id)
         if line is None:
             if len(self.cart_log) >= MAX_CART_LINES:

@@ -108,6 +108,11 @@ ATTRIBUTES = {
     "orders": NUM, "total_spend": NUM, "aov": NUM, "cart_items": NUM, "cart_value": NUM, "events": NUM,
     "lat": NUM, "lon": NUM, "country": STR, "city": STR, "device": STR, "channel": STR, "urban": BOOL,
 }
+# The event types that can change an attribute (the rest - context, lifetime count - any event).
+_CART = ("add_to_cart", "remove_from_cart", "purchase")
+_ATTRIBUTE_TOUCHES = {"orders": ("purchase",), "total_spend": ("purchase",), "aov": ("purchase",),
+                      "cart_items": _CART, "cart_value": _CART}
+TRAIT_EVENTS = ("login", "identify", "profile_update")
 FUNCTIONS = ("count", "sum", "distinct", "since", "inactive", "within_km", "segment", "score", "trait")
 SCORES = ("propensity", "churn")
 SERIES_TYPES = (*EVENT_TYPES, "any")
@@ -219,6 +224,7 @@ class _Compiler:
         self.sinces: list[tuple[str, int]] = []  # (series key, offset after last when it may flip)
         self.deps: dict[str, int] = {}  # segment id -> offset of its segment() call
         self.terms: dict[str, Fn] = {}  # source text -> value closure, in source order
+        self.touches: set[str] = set()  # event types whose arrival can change the value ("*": any)
 
     def src(self, node: sp.Node) -> str:
         return self.text[node.pos:node.end]
@@ -265,6 +271,7 @@ class _Compiler:
                 raise ExprError(node.pos, f"{name!r} is a function: call it, e.g. {name}(...)")
             raise ExprError(node.pos, f"unknown attribute {name!r}{_suggest(name, ATTRIBUTES)}")
         mk = "@" + name
+        self.touches.update(_ATTRIBUTE_TOUCHES.get(name, ("*",)))
 
         def fn(f, n, m):  # read once per evaluation: some attributes are computed (cart_value)
             v = m.get(mk, m)
@@ -458,6 +465,7 @@ class _Compiler:
             if kind == "num" and v.value < 0:
                 raise ExprError(v.pos, f"filter {kw.name}= must not be negative")
             fields[field_name] = v.value
+        self.touches.add("*" if etype == "any" else etype)
         try:
             return SeriesSpec(etype, **fields)
         except ValueError as exc:
@@ -543,10 +551,12 @@ class _Compiler:
         if not (isinstance(arg, sp.Lit) and arg.kind == "dur"):
             raise ExprError(arg.pos, f"inactive() needs a duration literal such as 14d, got {self.src(arg)}")
         spec = SeriesSpec("any")
+        self.touches.add("*")
         self.requirements.append((spec, None, None))
         return _Expr(BOOL, self.since_fn(spec.key, ">=", arg.value), False)
 
     def f_within_km(self, node: sp.Call) -> _Expr:
+        self.touches.add("*")  # the location comes with any event
         self.arity(node, 3, "within_km(40.71, -74.0, 10)")
         vals = []
         bounds = (("latitude", -90, 90), ("longitude", -180, 180), ("distance", 0, 20_100))
@@ -585,6 +595,7 @@ class _Compiler:
         return _Expr(BOOL, lambda f, n, m: m[sid], False)
 
     def f_score(self, node: sp.Call) -> _Expr:
+        self.touches.add("*")  # models rescore on every event
         name = self.name_arg(node, 'score("propensity")')
         if name not in SCORES:
             raise ExprError(node.args[0].pos, f"unknown score {name!r}{_suggest(name, SCORES)}; "
@@ -592,6 +603,7 @@ class _Compiler:
         return _Expr(NUM, lambda f, n, m: f.score(name))
 
     def f_trait(self, node: sp.Call) -> _Expr:
+        self.touches.update(TRAIT_EVENTS)
         name = self.name_arg(node, 'trait("age_band")')
         if not name.isidentifier():
             raise ExprError(node.args[0].pos, f"trait name {name!r} must be an identifier")
@@ -660,7 +672,7 @@ class SegmentSet:
 
     def __init__(self, segments: Iterable[Segment], compiled: dict[str, tuple[Fn, dict[str, Fn]]],
                  requirements: Iterable, windows: Iterable[tuple[str, int]],
-                 sinces: Iterable[tuple[str, int]]) -> None:
+                 sinces: Iterable[tuple[str, int]], touches: dict[str, set[str]] | None = None) -> None:
         self.segments: tuple[Segment, ...] = tuple(segments)
         self.by_id: dict[str, Segment] = {s.id: s for s in self.segments}
         self.plan = FeaturePlan(requirements)
@@ -680,6 +692,35 @@ class SegmentSet:
         for key, off in sinces:
             offsets.setdefault(key, set()).add(off)
         self._sinces = tuple((key, tuple(sorted(offs))) for key, offs in offsets.items())
+        # Per event type: the segments (in order) its arrival can change - with what they
+        # depend on, evaluated first - so an event re-evaluates only those.
+        touches = touches or {}
+        closure: dict[str, set[str]] = {}
+        for seg in self.segments:
+            closure[seg.id] = set(touches.get(seg.id, {"*"})).union(*(closure[d] for d in seg.depends_on))
+        self._by_type: dict[str, tuple[tuple[str, Fn], ...]] = {}
+        for etype in EVENT_TYPES:
+            hit = {sid for sid, types in closure.items() if "*" in types or etype in types}
+            wanted = hit.union(*(needed[sid] for sid in hit)) if hit else set()
+            self._by_type[etype] = tuple((sid, fn) for sid, fn in self._order if sid in wanted)
+        self._affected = {etype: frozenset(sid for sid, types in closure.items() if "*" in types or etype in types)
+                          for etype in EVENT_TYPES}
+
+    def affected(self, event_type: str) -> frozenset[str]:
+        """The segments whose membership an event of this type can change directly or
+        through ``segment()`` (time changes are ``next_change``'s)."""
+        return self._affected.get(event_type, frozenset(self.by_id))
+
+    def evaluate_for(self, event_type: str, facts: Facts, now_ms: int, memo: dict[str, Any] | None = None
+                     ) -> dict[str, bool]:
+        """Like ``evaluate`` for the segments an event of ``event_type`` can change (and
+        those they depend on); the others keep the value they had before the event."""
+        if memo is None:
+            memo = {}
+        out: dict[str, bool] = {}
+        for sid, fn in self._by_type.get(event_type, self._order):
+            out[sid] = memo[sid] = fn(facts, now_ms, memo)
+        return out
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -786,6 +827,7 @@ class _Loader:
         entries = self.entries(root)
         known = [e["id"][0] for e in entries]
         compiled: dict[str, tuple[Fn, dict[str, Fn]]] = {}
+        touches: dict[str, set[str]] = {}
         deps: dict[str, dict[str, int]] = {}
         requirements, windows, sinces, segments = [], [], [], {}
         for e in entries:
@@ -803,12 +845,13 @@ class _Loader:
             version = hashlib.sha256(canonical.encode()).hexdigest()[:12]
             segments[sid] = Segment(sid, e["description"][0], cond, version, marketing, tuple(comp.deps))
             compiled[sid] = (fn, comp.terms)
+            touches[sid] = comp.touches
             deps[sid] = comp.deps
             requirements += comp.requirements
             windows += comp.windows
             sinces += comp.sinces
         order = self.topological(deps, {e["id"][0]: e["condition"][1] for e in entries})
-        return SegmentSet([segments[sid] for sid in order], compiled, requirements, windows, sinces)
+        return SegmentSet([segments[sid] for sid in order], compiled, requirements, windows, sinces, touches)
 
     def entries(self, root: yaml.Node | None) -> list[dict[str, tuple[Any, yaml.Node]]]:
         if root is None:

@@ -94,10 +94,18 @@ class SegmentEngine:
             out.extend(self._evaluate(profile, profile.clock_ms, CAUSE_TIME))
         return out
 
-    def on_event(self, profile: Profile, event_id: str, ts_ms: int) -> list[Trigger]:
+    def on_event(self, profile: Profile, event_id: str, ts_ms: int, event_type: str | None = None,
+                 full: bool = False) -> list[Trigger]:
+        """After an event of ``event_type`` was applied: only the segments it can change are
+        evaluated, unless ``full`` (the profile absorbed another) or a time change is due
+        at this very instant, or the event changed consent."""
         if ts_ms > profile.clock_ms:
             profile.clock_ms = ts_ms
-        return self._evaluate(profile, profile.clock_ms, event_id)
+        now = profile.clock_ms
+        if full or event_type is None or event_type == "consent_update" or (
+                profile.next_check_ms is not None and profile.next_check_ms <= now):
+            return self._evaluate(profile, now, event_id)
+        return self._evaluate(profile, now, event_id, event_type=event_type)
 
     def backfill(self, profile: Profile) -> list[Trigger]:
         """Re-evaluate at the profile's clock after definitions changed: members of an added
@@ -118,19 +126,26 @@ class SegmentEngine:
         profile.next_check_ms = None
         return out
 
-    def _evaluate(self, profile: Profile, now: int, cause: str, backfill: bool = False) -> list[Trigger]:
+    def _evaluate(self, profile: Profile, now: int, cause: str, backfill: bool = False,
+                  event_type: str | None = None) -> list[Trigger]:
         segset = self.segments
         if not self.active:
             profile.next_check_ms = None
             return []
         memo: dict[str, Any] = {}  # what evaluate read, reused for the triggers' values
-        result = segset.evaluate(profile, now, memo)
+        if event_type is None:
+            result = segset.evaluate(profile, now, memo)
+        else:
+            result = segset.evaluate_for(event_type, profile, now, memo)
         personal = profile.allows("personalization", self.policy)
         current = profile.segments
         out: list[Trigger] = []
         for seg in segset.segments:
             seg_id = seg.id
-            member = result[seg_id] and (personal or not seg.marketing)
+            got = result.get(seg_id)
+            if got is None:
+                continue  # the event cannot change it: it keeps its membership
+            member = got and (personal or not seg.marketing)
             held = current.get(seg_id)
             if member:
                 # A membership under an older version of the definition re-enters under this one.
