@@ -9,6 +9,14 @@ reference, never the arrays a request is using.
 
 A reader whose ``catch_up`` never reports changes (``MemoryStore``: its writes are
 visible at once) gets one build; ``rebuild()`` forces another.
+
+A build is incremental (``IncrementalItems``): it scans the raw item records (``i`` keys,
+~4 ms for 10,000 items), compares each with the bytes of the previous build, and decodes
+only the records that changed; when no item appeared or went, the previous arrays are
+copied and patched. The scan and the decoding run in slices of ``slice_items`` records
+with a short sleep between slices, so the request threads get the GIL at least every
+slice (~0.5 ms) instead of waiting out a whole build (a full decode of 10,000 item
+records with ``decode_item`` + ``build_index`` took 50-110 ms with the GIL held).
 """
 
 from __future__ import annotations
@@ -18,18 +26,150 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+import orjson
+
+from operators.items import RECORD_VERSION
 from serving.errors import StoreUnavailable
-from serving.recommend import ItemIndex, build_index
-from state.store import StoreNotReady
+from serving.recommend import NO_CATEGORY, ItemIndex, make_index
+from state.codec import StateCodecError
+from state.store import StoreNotReady, item_key
 
 log = logging.getLogger(__name__)
 
+ITEM_PREFIX = item_key("")
+DEFAULT_SLICE_ITEMS = 1000
+DEFAULT_PAUSE_S = 0.0002
+
+
+def _fields(raw: bytes) -> tuple[str, str, float, float, int]:
+    """(item id, category, price, score, ref_ms) of an item record, as ``build_index`` reads
+    an ``ItemStats`` (no category: NO_CATEGORY, unknown price: 0.0), without building one."""
+    try:
+        rec = orjson.loads(raw)
+        if rec.get("v") != RECORD_VERSION:
+            raise ValueError(f"item record version {rec.get('v')!r}, expected {RECORD_VERSION}")
+        return (rec["item_id"], rec["category"] or NO_CATEGORY, float(rec["price"] or 0.0), float(rec["score"]),
+                int(rec["ref_ms"]))
+    except (orjson.JSONDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise StateCodecError(f"undecodable item record ({len(raw)} bytes): {exc}") from exc
+
+
+class IncrementalItems:
+    """Builds item indexes from a reader's raw item records, decoding only what changed
+    since the previous build. Equal to ``build_index(reader.iter_items())`` (tests check).
+
+    Not thread-safe: one build at a time (``LiveItemIndex`` holds its lock).
+    """
+
+    def __init__(self, reader, slice_items: int = DEFAULT_SLICE_ITEMS, pause_s: float = DEFAULT_PAUSE_S) -> None:
+        if slice_items < 1:
+            raise ValueError(f"slice_items must be at least 1, got {slice_items}")
+        self._reader = reader
+        self._slice = slice_items
+        self._pause = pause_s
+        self._keys: list[bytes] = []
+        self._raws: list[bytes] = []
+        self._cats: list[str] = []  # category per row
+        self._scores = np.empty(0, np.float64)
+        self._refs = np.empty(0, np.int64)
+        self._index: ItemIndex | None = None
+        self.decoded = 0  # records decoded by the last build (tests, logs)
+
+    def _breathe(self, n: int) -> None:
+        if n % self._slice == 0 and self._pause >= 0:
+            time.sleep(self._pause)  # let request threads take the GIL between slices
+
+    def build(self) -> ItemIndex:
+        keys: list[bytes] = []
+        raws: list[bytes] = []
+        for n, (key, raw) in enumerate(self._reader.scan(ITEM_PREFIX), 1):
+            keys.append(key)
+            raws.append(raw)
+            self._breathe(n)
+        prev = self._index
+        if prev is not None and keys == self._keys:
+            index = self._patch(prev, raws)
+        else:
+            index = self._full(keys, raws)  # sets self._keys
+        self._raws, self._index = raws, index
+        return index
+
+    def _patch(self, prev: ItemIndex, raws: list[bytes]) -> ItemIndex:
+        """Same items as the previous build: copy its columns and change the changed rows."""
+        old = self._raws
+        changed = [row for row, (a, b) in enumerate(zip(raws, old)) if a != b]
+        self.decoded = len(changed)
+        if not changed:
+            return prev
+        prices, scores, refs = prev.prices.copy(), self._scores.copy(), self._refs.copy()
+        cats = self._cats.copy()
+        ids = prev.ids
+        recode = False
+        for n, row in enumerate(changed, 1):
+            item_id, category, price, score, ref = _fields(raws[row])
+            if item_id != ids[row]:  # a record stored under another key: rebuild from scratch
+                return self._full(self._keys, raws)
+            if category != cats[row]:
+                cats[row] = category
+                recode = True
+            prices[row], scores[row], refs[row] = price, score, ref
+            self._breathe(n)
+        if recode:
+            names, codes = self._codes(cats)
+        else:
+            names, codes = prev.category_names, prev.category_codes.copy()
+        self._cats, self._scores, self._refs = cats, scores, refs
+        return make_index(ids, codes, names, prices, scores, refs, rows=prev.rows)
+
+    def _full(self, keys: list[bytes], raws: list[bytes]) -> ItemIndex:
+        """Items appeared or went: new rows, reusing the fields of records that did not change."""
+        before = dict(zip(self._keys, range(len(self._keys))))
+        old_raws, old_cats = self._raws, self._cats
+        prev = self._index
+        if prev is not None:  # per-element numpy reads cost ~10x a list's
+            old = list(zip(prev.ids.tolist(), old_cats, prev.prices.tolist(), self._scores.tolist(),
+                           self._refs.tolist()))
+        fields: list[tuple[str, str, float, float, int]] = []
+        decoded = 0
+        for n, (key, raw) in enumerate(zip(keys, raws), 1):
+            row = before.get(key)
+            if row is not None and old_raws[row] == raw:
+                fields.append(old[row])
+            else:
+                fields.append(_fields(raw))
+                decoded += 1
+            self._breathe(n)
+        fields.sort(key=lambda f: f[0])  # rows in item id order (keys are, unless ids and keys disagree)
+        n = len(fields)
+        ids = np.empty(n, dtype=object)
+        ids[:] = [f[0] for f in fields]
+        cats = [f[1] for f in fields]
+        names, codes = self._codes(cats)
+        prices = np.fromiter((f[2] for f in fields), np.float64, n)
+        scores = np.fromiter((f[3] for f in fields), np.float64, n)
+        refs = np.fromiter((f[4] for f in fields), np.int64, n)
+        if [f[0] for f in fields] != [k[len(ITEM_PREFIX):].decode("utf-8") for k in keys]:
+            keys = []  # rows do not follow keys: never patch by key position, rebuild next time
+        self._keys = keys
+        self._cats, self._scores, self._refs = cats, scores, refs
+        self.decoded = decoded
+        return make_index(ids, codes, names, prices, scores.copy(), refs.copy())
+
+    @staticmethod
+    def _codes(cats: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
+        names = tuple(sorted(set(cats)))
+        code_of = {name: code for code, name in enumerate(names)}
+        return names, np.fromiter((code_of[c] for c in cats), np.intp, len(cats))
+
 
 class LiveItemIndex:
-    def __init__(self, reader, refresh_ms: int = 2000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, reader, refresh_ms: int = 2000, clock: Callable[[], float] = time.monotonic, *,
+                 slice_items: int = DEFAULT_SLICE_ITEMS, pause_s: float = DEFAULT_PAUSE_S) -> None:
         if refresh_ms < 1:
             raise ValueError(f"refresh_ms must be at least 1, got {refresh_ms}")
         self._reader = reader
+        self._builder = IncrementalItems(reader, slice_items, pause_s)
         self._refresh_s = refresh_ms / 1000
         self._clock = clock
         self._index: ItemIndex | None = None
@@ -100,10 +240,11 @@ class LiveItemIndex:
     def _build(self) -> ItemIndex:
         first = self._index is None
         start = time.perf_counter()
-        index = build_index(self._reader.iter_items())
+        index = self._builder.build()
         self._index = index  # one reference assignment: requests see the old or the new index
         self._dirty = False
         took_ms = (time.perf_counter() - start) * 1000
-        (log.info if first else log.debug)("item index: %d items in %d categories, built in %.1f ms",
-                                           len(index), len(index.category_names), took_ms)
+        (log.info if first else log.debug)("item index: %d items in %d categories (%d records decoded), "
+                                           "built in %.1f ms", len(index), len(index.category_names),
+                                           self._builder.decoded, took_ms)
         return index

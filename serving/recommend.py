@@ -42,7 +42,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from operators.items import ItemStats
+from operators.items import HALF_LIFE_MS, ItemStats
 from operators.profile import DEFAULT_POLICY, Policy, Profile
 
 DEFAULT_K = 10
@@ -84,26 +84,49 @@ class ItemIndex:
         return None if row is None else self.category_names[self.category_codes[row]]
 
 
+def decayed_popularity(scores: np.ndarray, refs: np.ndarray, at_ms: int) -> np.ndarray:
+    """``ItemStats.popularity(at_ms)`` for every row at once (scores at their ``refs``)."""
+    age = np.maximum(0, at_ms - refs)
+    return scores * np.power(2.0, -age / HALF_LIFE_MS)
+
+
+def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tuple[str, ...],
+               prices: np.ndarray, scores: np.ndarray, refs: np.ndarray, as_of_ms: int | None = None,
+               rows: Mapping[str, int] | None = None) -> ItemIndex:
+    """An index from columns already in row (item id) order; ``category_names`` sorted and
+    ``category_codes`` indexing it. ``rows`` may be passed when the ids are those of a
+    previous index (it is then reused). The arrays are taken over (made read-only)."""
+    at = as_of_ms if as_of_ms is not None else (int(refs.max()) if len(refs) else 0)
+    return ItemIndex(
+        ids=_frozen(ids),
+        category_codes=_frozen(category_codes),
+        category_names=category_names,
+        prices=_frozen(prices),
+        popularity=_frozen(decayed_popularity(scores, refs, at)),
+        as_of_ms=at,
+        rows=rows if rows is not None else MappingProxyType({item_id: row for row, item_id in enumerate(ids.tolist())}),
+        codes=MappingProxyType({name: code for code, name in enumerate(category_names)}),
+        names=_frozen(np.array(category_names, dtype=np.str_)),
+    )
+
+
 def build_index(items: Iterable[ItemStats], as_of_ms: int | None = None) -> ItemIndex:
     """An index over ``items`` with popularity taken at ``as_of_ms`` (default: their newest
     event time, so the index depends on the stored items only, not on the clock)."""
     stats = sorted(items, key=lambda s: s.item_id)
     n = len(stats)
-    at = as_of_ms if as_of_ms is not None else max((s.ref_ms for s in stats), default=0)
     names = tuple(sorted({s.category or NO_CATEGORY for s in stats}))
     codes = {name: code for code, name in enumerate(names)}
     ids = np.empty(n, dtype=object)
     ids[:] = [s.item_id for s in stats]
-    return ItemIndex(
-        ids=_frozen(ids),
-        category_codes=_frozen(np.fromiter((codes[s.category or NO_CATEGORY] for s in stats), np.intp, n)),
-        category_names=names,
-        prices=_frozen(np.fromiter((s.price or 0.0 for s in stats), np.float64, n)),
-        popularity=_frozen(np.fromiter((s.popularity(at) for s in stats), np.float64, n)),
-        as_of_ms=at,
-        rows=MappingProxyType({s.item_id: row for row, s in enumerate(stats)}),
-        codes=MappingProxyType(codes),
-        names=_frozen(np.array(names, dtype=np.str_)),
+    return make_index(
+        ids,
+        np.fromiter((codes[s.category or NO_CATEGORY] for s in stats), np.intp, n),
+        names,
+        np.fromiter((s.price or 0.0 for s in stats), np.float64, n),
+        np.fromiter((s.score for s in stats), np.float64, n),
+        np.fromiter((s.ref_ms for s in stats), np.int64, n),
+        as_of_ms,
     )
 
 

@@ -7,9 +7,16 @@ import logging
 
 import pytest
 
+import random
+
+import numpy as np
+
 from operators.items import ItemStats
 from serving import LiveItemIndex, StoreUnavailable
-from state.store import MemoryStore
+from serving.catalog import IncrementalItems
+from serving.recommend import build_index
+from state.codec import StateCodecError, encode_item
+from state.store import MemoryStore, item_key
 from tests.serving.conftest import put_items
 
 
@@ -30,11 +37,12 @@ class Flaky(MemoryStore):
         self.ready = True
         self.scans = 0
 
-    def iter_items(self):
-        self.scans += 1
-        if self.fail is not None:
-            raise self.fail
-        return super().iter_items()
+    def scan(self, prefix, start=None, limit=None):
+        if prefix == item_key(""):
+            self.scans += 1
+            if self.fail is not None:
+                raise self.fail
+        return super().scan(prefix, start, limit)
 
 
 @pytest.fixture
@@ -88,10 +96,11 @@ def test_a_failed_build_keeps_the_previous_index_and_logs_once(setup, caplog):
     assert live.current() is before
     warnings = [r for r in caplog.records if r.name == "serving.catalog" and r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "undecodable item record" in warnings[0].getMessage()
+    put_items(store, ItemStats("b", "c", score=2.0, ref_ms=6))
     store.fail = None
     clock.now += 2
     assert live.refresh(changed=False, ready=True)  # the change is still pending after a failure
-    assert live.current() is not before
+    assert live.current() is not before and list(live.current().ids) == ["a", "b"]
 
 
 def test_current_builds_on_first_use_or_says_the_store_is_not_ready(setup):
@@ -116,3 +125,61 @@ def test_rebuild_forces_a_build(setup):
 def test_refresh_ms_is_checked():
     with pytest.raises(ValueError, match="refresh_ms"):
         LiveItemIndex(MemoryStore(), refresh_ms=0)
+
+
+def assert_same_index(a, b):
+    assert list(a.ids) == list(b.ids) and a.category_names == b.category_names and a.as_of_ms == b.as_of_ms
+    for name in ("category_codes", "prices", "popularity"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert dict(a.rows) == dict(b.rows) and dict(a.codes) == dict(b.codes)
+    assert list(a.names) == list(b.names)
+
+
+def test_incremental_builds_equal_full_builds_and_decode_only_changed_records():
+    rng = random.Random(7)
+    store = MemoryStore()
+    cats = ["kitchen", "outdoor/tents", "outdoor/boots", None]
+
+    def stats(item_id, t):
+        return ItemStats(item_id, rng.choice(cats), t, rng.choice([0.0, 5.0, 19.99]), t, rng.uniform(0, 50),
+                         t - rng.randrange(10**8))
+
+    store.apply({}, items={f"i{n:03d}": encode_item(stats(f"i{n:03d}", 10**12)) for n in range(200)})
+    builder = IncrementalItems(store, slice_items=7)
+    for step in range(40):
+        index = builder.build()
+        assert_same_index(index, build_index(store.iter_items()))
+        if step == 0:
+            assert builder.decoded == 200
+        changes: dict = {f"i{rng.randrange(200):03d}": None for _ in range(rng.randrange(0, 12))}
+        changes = {k: encode_item(stats(k, 10**12 + step)) for k in changes}
+        if step % 5 == 1:
+            changes[f"new{step}"] = encode_item(stats(f"new{step}", 10**12 + step))
+        if step % 7 == 3:
+            changes[f"i{rng.randrange(200):03d}"] = None  # an item goes
+        if step % 11 == 5:
+            changes[f"i{rng.randrange(200):03d}"] = encode_item(ItemStats("x", f"only-{step}", 1, 1.0, 1, 1.0, 1))
+        store.apply({}, items=changes)
+        if not changes and step < 5:  # (a record under another item's key makes every build a full one)
+            assert builder.build() is index and builder.decoded == 0
+
+
+def test_only_changed_records_are_decoded():
+    store = MemoryStore()
+    put_items(store, *(ItemStats(f"i{n}", "c", price=1.0, score=float(n), ref_ms=5) for n in range(50)))
+    builder = IncrementalItems(store)
+    first = builder.build()
+    assert builder.decoded == 50
+    assert builder.build() is first and builder.decoded == 0
+    put_items(store, ItemStats("i3", "c", price=2.0, score=9.0, ref_ms=7))
+    second = builder.build()
+    assert builder.decoded == 1 and second.prices[second.rows["i3"]] == 2.0 and second.as_of_ms == 7
+    assert first.prices[first.rows["i3"]] == 1.0  # the previous index is untouched
+    assert_same_index(second, build_index(store.iter_items()))
+
+
+def test_a_bad_item_record_is_an_error_naming_it():
+    store = MemoryStore()
+    store.apply({}, items={"a": b'{"v": 9, "item_id": "a"}'})
+    with pytest.raises(StateCodecError, match="undecodable item record"):
+        IncrementalItems(store).build()

@@ -194,6 +194,9 @@ def test_unexpected_errors_are_internal_without_details(start_server):
         def iter_items(self):
             raise RuntimeError("secret detail")
 
+        def scan(self, prefix, start=None, limit=None):
+            raise RuntimeError("secret detail")
+
         def catch_up(self):
             return False
 
