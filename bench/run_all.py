@@ -3,8 +3,9 @@
     python -m bench.run_all
 
 Runs ``bench.bench_flow`` (Kafka -> RocksDB throughput; starts the test broker unless
-``PULSE_TEST_KAFKA_BOOTSTRAP`` is set) and ``bench.bench_serving`` (gRPC GetProfile
-latency), each with its defaults, then prints a table (benchmark, baseline, pulse,
+``PULSE_TEST_KAFKA_BOOTSTRAP`` is set), ``bench.bench_serving`` (gRPC GetProfile
+latency) and ``bench.bench_serving --recommendations`` (GetRecommendations, sync and
+grpc.aio servers), each with its defaults, then prints a table (benchmark, baseline, pulse,
 ratio) and writes all figures to ``bench/results.json``.
 
 Every ratio is pulse's cost relative to its baseline measured in the same run, so
@@ -48,7 +49,35 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def summary_rows(flow: dict, serving: dict) -> list[tuple[str, str, str, str]]:
+def recommendation_rows(recs: dict) -> list[tuple[str, str, str, str]]:
+    """GetRecommendations rows (bench_serving --recommendations): per phase and server kind,
+    p50/p99 at 1 in flight, p99 at N in flight and throughput, against the trivial server
+    of the same kind (sync or grpc.aio)."""
+    rows: list[tuple[str, str, str, str]] = []
+    if not recs or "error" in recs:
+        return rows
+    where = f"{recs['items']:,} items, {recs['profiles']:,} profiles, k={recs['k']}"
+    for phase, label in (("no_writes", ""), ("with_writes", ", writer running")):
+        results = recs["phases"].get(phase)
+        if not results:
+            continue
+        for mode in ("sync", "aio"):
+            b, p = results.get(f"baseline-{mode}"), results.get(f"pulse-{mode}")
+            if not (b and p):
+                continue
+            name = f"GetRecommendations ({mode} server{label}; {where})"
+            for q in ("p50", "p99"):
+                rows.append((f"{name} latency {q}, 1 in flight, ms", f"{b[f'{q}_ms']:.3f}", f"{p[f'{q}_ms']:.3f}",
+                             f"{p[f'{q}_ms'] / b[f'{q}_ms']:.2f}×"))
+            n = recs["in_flight"]
+            rows.append((f"{name} latency p99, {n} in flight, ms", f"{b['load_p99_ms']:.2f}", f"{p['load_p99_ms']:.2f}",
+                         f"{p['load_p99_ms'] / b['load_p99_ms']:.2f}×"))
+            rows.append((f"{name} throughput, {n} in flight, requests/s", f"{b['rps']:,.0f}", f"{p['rps']:,.0f}",
+                         f"{b['rps'] / p['rps']:.2f}×"))
+    return rows
+
+
+def summary_rows(flow: dict, serving: dict, recs: dict | None = None) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     if "error" not in flow:
         rows.append((f"flow throughput, Kafka → RocksDB ({flow['events']:,} events), events/s",
@@ -64,12 +93,13 @@ def summary_rows(flow: dict, serving: dict) -> list[tuple[str, str, str, str]]:
         if "baseline_rps" in s:
             rows.append((f"GetProfile throughput, {s['tput_threads']} client threads, requests/s",
                          f"{s['baseline_rps']:,.0f}", f"{s['pulse_rps']:,.0f}", f"{s['throughput_ratio']:.2f}×"))
+    rows += recommendation_rows(recs or {})
     return rows
 
 
-def markdown(flow: dict, serving: dict) -> str:
+def markdown(flow: dict, serving: dict, recs: dict | None = None) -> str:
     header = ("benchmark", "baseline", "pulse", "ratio")
-    rows = summary_rows(flow, serving)
+    rows = summary_rows(flow, serving, recs)
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|---:|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     notes = ["Ratio: pulse's cost relative to the baseline measured in the same run (above 1 = slower).",
@@ -81,7 +111,13 @@ def markdown(flow: dict, serving: dict) -> str:
                      f"server-side extra per request (p50 difference) {s['server_extra_us']:.0f} µs; "
                      f"store {s['store_bytes_per_profile']:,.0f} B/profile on disk "
                      f"(encoded record {s['record_bytes_mean']:.0f} B).")
-    for name, res in (("bench_flow", flow), ("bench_serving", serving)):
+    if recs and "error" not in recs:
+        notes.append("GetRecommendations: the client is its own process (a sync stub at 1 in flight, a grpc.aio "
+                     f"channel at {recs['in_flight']} in flight); baselines are trivial servers of the same kind "
+                     "(sync thread pool or grpc.aio) answering a constant 20-item response; with the writer "
+                     f"updating ~{recs['writer_profiles_per_s']:,.0f} profiles/s and "
+                     f"~{recs['writer_items_per_s']:,.0f} items/s.")
+    for name, res in (("bench_flow", flow), ("bench_serving", serving), ("bench_serving --recommendations", recs or {})):
         if "error" in res:
             notes.append(f"{name} failed: {res['error']}")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes)
@@ -96,14 +132,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     flow = _run("bench_flow", bench_flow.main)
     serving = _run("bench_serving", bench_serving.main)
+    recs = _run("bench_serving --recommendations", bench_serving.main_recommendations)
     combined = {
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "bench_flow": flow,
         "bench_serving": serving,
+        "bench_serving_recommendations": recs,
     }
     print("\n=== summary (Markdown) ===\n")
-    print(markdown(flow, serving))
+    print(markdown(flow, serving, recs))
     args.output.write_text(json.dumps(_finite(combined), indent=2, sort_keys=False) + "\n")
     print(f"\nwrote {args.output}", file=sys.stderr)
     return combined
@@ -111,4 +149,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     result = main()
-    sys.exit(1 if any("error" in result[k] for k in ("bench_flow", "bench_serving")) else 0)
+    sys.exit(1 if any("error" in result[k] for k in ("bench_flow", "bench_serving", "bench_serving_recommendations"))
+             else 0)
