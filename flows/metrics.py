@@ -103,3 +103,23 @@ TRIGGER_PUBLISH_LATENCY = Histogram(
 )
 WATERMARK_LAG = Gauge("pulse_watermark_lag_seconds",
                       "Wall clock minus the lowest processed source watermark (event time)")
+
+# --- experiments (issue 7) ------------------------------------------------------------------
+EXPOSURES_IN = Counter("pulse_exposures_joined_total", "Exposures read from the exposures topic and joined to profiles")
+EXPOSURES_UNKNOWN = Counter("pulse_exposures_unknown_total",
+                            "Exposures naming an experiment or variant the processor does not know (ignored)")
+EXPERIMENT_UNITS = Counter("pulse_experiment_units_total", "Units enrolled in an experiment variant (first exposure)",
+                           ["experiment", "variant"])
+EXPERIMENT_CONVERSIONS = Counter("pulse_experiment_conversions_total",
+                                 "Enrolled units that purchased within the attribution window", ["experiment", "variant"])
+EXPERIMENT_REVENUE = Counter("pulse_experiment_revenue_total",
+                             "Revenue of enrolled units within the attribution window", ["experiment", "variant"])
+
+
+def experiment_gauges(experiment: str, variant: str, change) -> None:
+    if change.units:
+        EXPERIMENT_UNITS.labels(experiment, variant).inc(change.units)
+    if change.converted:
+        EXPERIMENT_CONVERSIONS.labels(experiment, variant).inc(change.converted)
+    if change.revenue:
+        EXPERIMENT_REVENUE.labels(experiment, variant).inc(change.revenue)

@@ -27,9 +27,10 @@ from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 
 from flows import metrics as m
 from flows.quality_metrics import observe_batch
-from flows.records import DeadLetter, EraseRequest, ParsedEvent, RawRecord, Routed, StoreWrite, Tick
+from flows.records import DeadLetter, EraseRequest, ParsedEvent, ParsedExposure, RawRecord, Routed, StoreWrite, Tick
 from flows.runtime_state import OUTBOX_SEQ_META, SEGMENTS_META, ProcessorState
 from operators.events import DEFAULT_OPTIONS, InvalidEvent, ParseOptions, parse_event
+from operators import attribution
 from operators.identity import is_alias
 from operators.items import WEIGHTS
 from operators.pii import scrub_record
@@ -37,8 +38,8 @@ from operators.profile import APPLIED, DUPLICATE, REPLAYED, Policy, event_digest
 from operators.segments import SegmentSet
 from operators.triggers import CAUSE_ERASED, CAUSE_MERGED, ENTERED
 from state.codec import encode_item, encode_profile
-from state.store import (ProfileStore, encode_members, encode_ms, member_key, members_prefix, meta_key, outbox_key,
-                         timer_key)
+from state.store import (ProfileStore, encode_members, encode_ms, experiment_key, member_key, members_prefix, meta_key,
+                         outbox_key, timer_key)
 
 TOO_LATE = "too_late"
 
@@ -113,6 +114,24 @@ def parse_control(rec: RawRecord) -> EraseRequest | DeadLetter:
     return EraseRequest(alias.strip(), request_id, rec.ingest_ms)
 
 
+def parse_exposure(rec: RawRecord) -> ParsedExposure | DeadLetter:
+    """An exposures-topic record (``serving.decisions.exposure``)."""
+    try:
+        doc = orjson.loads(rec.value or b"")
+    except orjson.JSONDecodeError as exc:
+        return DeadLetter(rec, InvalidEvent("not_json", f"exposure record is not JSON: {exc}"))
+    if not isinstance(doc, dict):
+        return DeadLetter(rec, InvalidEvent("not_object", "exposure record is not a JSON object"))
+    for name in ("unit", "experiment_id", "variant_id"):
+        if not isinstance(doc.get(name), str) or not doc[name] or len(doc[name]) > 300:
+            return DeadLetter(rec, InvalidEvent("bad_field", f"exposure field {name!r} must be a non-empty string"))
+    ts = doc.get("ts_ms")
+    if isinstance(ts, bool) or not isinstance(ts, int) or ts <= 0:
+        return DeadLetter(rec, InvalidEvent("bad_timestamp", "exposure field 'ts_ms' must be epoch milliseconds"))
+    unit = doc["unit"] if is_alias(doc["unit"]) else "user:" + doc["unit"]
+    return ParsedExposure(unit, doc["experiment_id"], doc["variant_id"], ts, rec.source, rec.offset, rec.ingest_ms)
+
+
 class IdentityRouter:
     """Maps each event (or erase request) to its profile id, learning links as it goes."""
 
@@ -125,6 +144,9 @@ class IdentityRouter:
             return Routed(None, 0, tick=item)
         with st.lock:
             idx = st.identity
+            if type(item) is ParsedExposure:
+                routing = idx.route("exposure", (item.unit,))
+                return Routed(routing, idx.sequence, exposure=item)
             if isinstance(item, EraseRequest):
                 alias = item.alias if is_alias(item.alias) else "user:" + item.alias
                 pid = idx.profile_of(alias) or alias
@@ -172,6 +194,10 @@ class ProfileLogic:
                     write.identity_seqs.add(item.seq)
                 if item.erase is not None:
                     self._erase(item, write, dirty)
+                    continue
+                if item.exposure is not None:
+                    self._identity(item, write)
+                    self._exposure(item, write, dirty)
                     continue
                 self._identity(item, write)
                 pid = st.identity.current(item.routing.profile_id)
@@ -249,6 +275,8 @@ class ProfileLogic:
             self._too_late(pe, write)
             return TOO_LATE
         outcome = profile.apply(event, pe.source, pe.offset, st.policy)
+        if outcome == APPLIED and st.experiments.experiments:
+            self._totals(attribution.on_event(profile, event, st.experiment_by_id), write)
         if outcome == APPLIED and engine.active:
             if event.ts_ms < profile.clock_ms:
                 m.LATE_APPLIED.inc()
@@ -301,6 +329,39 @@ class ProfileLogic:
         flush()
         log.info("segment backfill wrote %d triggers", total)
         return total
+
+    def _exposure(self, item: Routed, write: StoreWrite, dirty: set[str]) -> None:
+        """Enrol the profile in the experiment variant it was shown (first exposure wins)."""
+        st = self._state
+        ex = item.exposure
+        pid = st.identity.current(item.routing.profile_id)
+        profile = st.profiles.get_or_create(pid)
+        st.profiles.changed(pid, write.write_seq)
+        if profile.is_applied(ex.source, ex.offset):
+            m.OUTCOME[REPLAYED].inc()
+            return
+        profile.positions[ex.source] = ex.offset
+        dirty.add(pid)
+        exp = st.experiment_by_id.get(ex.experiment_id)
+        if exp is None or all(v.id != ex.variant_id for v in exp.variants):
+            m.EXPOSURES_UNKNOWN.inc()
+            return
+        m.EXPOSURES_IN.inc()
+        self._totals(attribution.on_exposure(profile, exp, ex.variant_id, ex.ts_ms), write)
+
+    def _totals(self, deltas, write: StoreWrite) -> None:
+        """Per experiment, variant and day: the changes, into memory and this WriteBatch."""
+        if not deltas:
+            return
+        totals = self._state.experiment_totals
+        for exp_id, variant, day, change in deltas:
+            key = (exp_id, variant, day)
+            current = totals.get(key)
+            if current is None:
+                current = totals[key] = attribution.Totals()
+            current.add(change)
+            write.raw[experiment_key(exp_id, variant, day)] = orjson.dumps(current.to_record())
+            m.experiment_gauges(exp_id, variant, change)
 
     def _too_late(self, pe: ParsedEvent, write: StoreWrite) -> None:
         st = self._state
@@ -471,9 +532,11 @@ def build_flow(
     cache_profiles: int = 100_000,
     control: Source[RawRecord] | None = None,
     erasure_sink: Sink[dict] | None = None,
+    exposures: Source[RawRecord] | None = None,
     flow_id: str = "pulse",
     segments: SegmentSet | None = None,
     lateness_ms: int = 10 * 60_000,
+    experiments=None,
     state: ProcessorState | None = None,
 ) -> Dataflow:
     """The profile flow over ``source``; invalid records go to ``dlq_sink``; erase
@@ -482,7 +545,7 @@ def build_flow(
     if state is None:
         state = ProcessorState(store, policy=policy or Policy(), max_aliases=max_aliases,
                                cache_profiles=cache_profiles, segments=segments, lateness_ms=lateness_ms,
-                               pii_key=options.pii_key)
+                               pii_key=options.pii_key, experiments=experiments)
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)
     parsed = op.flat_map_batch("parse", raw, lambda batch: parse_batch(batch, options, state))
@@ -494,6 +557,11 @@ def build_flow(
                                                      parse_control), lambda x: isinstance(x, EraseRequest))
         work = op.merge("with_control", work, commands.trues)
         dead = op.merge("all_dead_letters", dead, commands.falses)
+    if exposures is not None:
+        seen = op.branch("valid_exposures", op.map("parse_exposure", op.input("exposures", flow, exposures),
+                                                   parse_exposure), lambda x: type(x) is ParsedExposure)
+        work = op.merge("with_exposures", work, seen.trues)
+        dead = op.merge("dead_with_exposures", dead, seen.falses)
     routed = op.map("identity", work, IdentityRouter(state))
     writes = op.flat_map_batch("profile", routed, ProfileLogic(state))
     op.output("store", writes, StoreSink(store, state))

@@ -43,6 +43,19 @@ class ParsedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ParsedExposure:
+    """An experiment exposure (from the exposures topic), to join with later outcomes."""
+
+    unit: str  # the typed alias the assignment hashed (a profile id or a request alias)
+    experiment_id: str
+    variant_id: str
+    ts_ms: int
+    source: str
+    offset: int
+    ingest_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record that is not a valid event: the original bytes, why, and where from."""
 
@@ -68,6 +81,7 @@ class Routed:
     event: ParsedEvent | None = None
     erase: EraseRequest | None = None
     tick: Tick | None = None
+    exposure: ParsedExposure | None = None
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from flows.shutdown import install_handlers, stop_requested
 from operators.events import ParseOptions
 from operators.profile import Policy
 from operators.content import load_catalog
+from operators.experiments import ExperimentSet, load_experiments
 from operators.segments import SegmentSet, empty, load_segments
 from pulse.config import PulseConfig
 from state.store import ProfileStore
@@ -116,7 +117,14 @@ def flow_settings(cfg: PulseConfig, *, demo: bool = False) -> dict:
         "segments": segment_set(cfg, demo=demo),
         "lateness_ms": cfg.processor.lateness_ms,
         "content_requirements": content_requirements(cfg, demo=demo),
+        "experiments": experiment_set(cfg, demo=demo),
     }
+
+
+def experiment_set(cfg: PulseConfig, *, demo: bool = False):
+    """The experiment definitions (the processor joins their exposures with outcomes)."""
+    path = example_or(cfg.experiments.path, "experiments.yaml", demo)
+    return load_experiments(path) if path else ExperimentSet()
 
 
 def content_requirements(cfg: PulseConfig, *, demo: bool = False) -> tuple:
@@ -131,7 +139,8 @@ def processor_state(store: ProfileStore, settings: dict) -> ProcessorState:
     state = ProcessorState(store, policy=settings["policy"], max_aliases=settings["max_aliases"],
                            cache_profiles=settings["cache_profiles"], segments=settings["segments"],
                            lateness_ms=settings["lateness_ms"], pii_key=settings["options"].pii_key,
-                           extra_requirements=settings["content_requirements"])
+                           extra_requirements=settings["content_requirements"],
+                           experiments=settings["experiments"])
     ProfileLogic(state).backfill()
     return state
 
@@ -146,8 +155,14 @@ def kafka_flow(cfg: PulseConfig, store: ProfileStore, *, tail: bool = True,
     control = KafkaControlSource(k.bootstrap_servers, [k.control_topic], consumer_config=k.consumer, tail=tail)
     dlq = KafkaDeadLetterSink(k.bootstrap_servers, k.dlq_topic, k.producer)
     erasures = KafkaErasureSink(k.bootstrap_servers, k.erasures_topic, k.producer)
+    exposures = None
+    if state.experiments.experiments:
+        # Exposures only join: no heartbeats (they would move the segment clock), no blocking.
+        exposures = KafkaEventSource(k.bootstrap_servers, [k.exposures_topic], batch_size=k.batch_size,
+                                     consumer_config=k.consumer, tail=tail, poll_timeout=0, ticks=False,
+                                     idle_awake_s=0.1)
     return build_flow(source, dlq, store, control=control, erasure_sink=erasures, options=settings["options"],
-                      state=state)
+                      state=state, exposures=exposures)
 
 
 def trigger_publisher(cfg: PulseConfig, store, state: ProcessorState) -> OutboxPublisher:

@@ -16,11 +16,15 @@ from collections import OrderedDict
 from operators.identity import IdentityIndex
 from operators.items import ItemStats
 from operators.profile import Policy, Profile
+import orjson
+
+from operators.attribution import Totals
+from operators.experiments import ExperimentSet
 from operators.features import FeaturePlan
 from operators.segments import SegmentSet, empty
 from operators.triggers import SegmentEngine
 from flows import metrics as m
-from state.store import ProfileStore, encode_ms, members_prefix, meta_key, parse_timer_key
+from state.store import ProfileStore, encode_ms, members_prefix, meta_key, parse_experiment_key, parse_timer_key
 
 WATERMARK_META = "wm/"  # + source: the highest event time processed from it
 OUTBOX_SEQ_META = "outbox_seq"
@@ -205,8 +209,15 @@ class ProcessorState:
 
     def __init__(self, store: ProfileStore, *, policy: Policy, max_aliases: int, cache_profiles: int,
                  segments: SegmentSet | None = None, lateness_ms: int = 10 * 60_000, pii_key: bytes = b"",
-                 extra_requirements: tuple = ()) -> None:
+                 extra_requirements: tuple = (), experiments=None) -> None:
         self.store = store
+        self.experiments = experiments if experiments is not None else ExperimentSet()
+        self.experiment_by_id = self.experiments.by_id
+        self.experiment_totals: dict[tuple[str, str, int], Totals] = {}
+        scan = getattr(store, "scan", None)
+        if scan is not None:
+            for key, value in scan(b"x"):
+                self.experiment_totals[parse_experiment_key(key)] = Totals.from_record(orjson.loads(value))
         self.pii_key = pii_key
         segments = segments or empty()
         if segments.segments or extra_requirements:

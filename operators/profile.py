@@ -101,6 +101,11 @@ class Profile:
     clock_ms: int = 0
     next_check_ms: int | None = None
     scores: dict[str, float] = field(default_factory=dict)  # model name -> latest score
+    # Experiments (operators.attribution): id -> [variant, first exposure ms, converted,
+    # revenue, engaged]; the last orders [ms, amount] and engagement time, for late exposures.
+    experiments: dict[str, list] = field(default_factory=dict)
+    recent_orders: list[list] = field(default_factory=list)
+    last_engaged_ms: int = 0
     # The cart view, computed on first read after a change (segment conditions read it per event).
     _cart_view: dict | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -177,6 +182,8 @@ class Profile:
         self.seen = {}
         self.traits = {}
         self.counters = WindowedCounters()
+        self.recent_orders = []
+        self.last_engaged_ms = 0
 
     def _apply_behaviour(self, event: Event) -> None:
         etype = event.type
@@ -258,6 +265,13 @@ class Profile:
                 self.traits[name] = [value, ts]
         self.counters.absorb(other.counters)
         self.clock_ms = max(self.clock_ms, other.clock_ms)
+        for exp_id, entry in other.experiments.items():
+            mine = self.experiments.get(exp_id)
+            if mine is None or (entry[1], entry[0]) < (mine[1], mine[0]):
+                self.experiments[exp_id] = list(entry)
+        self.recent_orders = sorted(set(map(tuple, self.recent_orders + other.recent_orders)))[-20:]
+        self.recent_orders = [list(o) for o in self.recent_orders]
+        self.last_engaged_ms = max(self.last_engaged_ms, other.last_engaged_ms)
         for purpose, (granted, ts) in other.consent.items():
             current = self.consent.get(purpose)
             if current is None or ts > current[1]:
@@ -393,6 +407,9 @@ class Profile:
             "clock_ms": self.clock_ms,
             "next_check_ms": self.next_check_ms,
             "scores": self.scores,
+            "experiments": self.experiments,
+            "recent_orders": self.recent_orders,
+            "last_engaged_ms": self.last_engaged_ms,
         }
 
     @classmethod
@@ -424,6 +441,9 @@ class Profile:
                 clock_ms=rec["clock_ms"],
                 next_check_ms=rec["next_check_ms"],
                 scores=rec["scores"],
+                experiments=rec["experiments"],
+                recent_orders=rec["recent_orders"],
+                last_engaged_ms=rec["last_engaged_ms"],
             )
         except KeyError as exc:
             raise ProfileRecordError(f"profile record lacks field {exc.args[0]!r}") from exc

@@ -36,7 +36,9 @@ _PHYSICAL = {PROFILES_CF: PROFILES_CF, IDENTITY_CF: "default", ITEMS_CF: "defaul
 _META_PREFIX = b"\x00"
 STORE_FORMAT = b"pulse-store-v4"
 SEGMENTS_KIND, TIMERS_KIND, OUTBOX_KIND = "segments", "timers", "outbox"
-_KIND_BY_PREFIX = {ord("i"): ITEMS_CF, ord("s"): SEGMENTS_KIND, ord("t"): TIMERS_KIND, ord("o"): OUTBOX_KIND}
+EXPERIMENTS_KIND = "experiments"
+_KIND_BY_PREFIX = {ord("i"): ITEMS_CF, ord("s"): SEGMENTS_KIND, ord("t"): TIMERS_KIND, ord("o"): OUTBOX_KIND,
+                   ord("x"): EXPERIMENTS_KIND}
 
 
 def alias_key(alias: str) -> bytes:
@@ -69,6 +71,16 @@ def parse_timer_key(key: bytes) -> tuple[int, str]:
 
 def outbox_key(seq: int) -> bytes:
     return b"o" + seq.to_bytes(8, "big")
+
+
+def experiment_key(experiment_id: str, variant_id: str, day: int) -> bytes:
+    """Totals of one experiment variant for one UTC day (``x<exp>\x00<variant>\x00<day>``)."""
+    return b"x" + experiment_id.encode() + b"\x00" + variant_id.encode() + b"\x00" + day.to_bytes(4, "big")
+
+
+def parse_experiment_key(key: bytes) -> tuple[str, str, int]:
+    exp, variant, day = key[1:].split(b"\x00", 2)
+    return exp.decode(), variant.decode(), int.from_bytes(day, "big")
 
 
 def meta_key(name: str) -> bytes:
