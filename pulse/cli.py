@@ -338,6 +338,52 @@ def cmd_segments_explain(cfg: PulseConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiments_report(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    """Per-variant results with the statistics, and a PNG of the uplift over time."""
+    import shutil
+    import tempfile
+
+    from flows.runtime import experiment_set
+    from operators.experiment_report import analyze, render
+    from pulse.plot import LineChart
+    from state.experiment_totals import daily_totals
+    from state.store import RocksReader, StoreNotReady
+
+    exp = experiment_set(cfg, demo=args.demo).by_id.get(args.experiment)
+    if exp is None:
+        print(f"pulse: no experiment {args.experiment!r} in {cfg.experiments.path or 'the example experiments'}",
+              file=sys.stderr)
+        return 2
+    secondary = Path(tempfile.mkdtemp(prefix="pulse-report-"))
+    reader = RocksReader(cfg.store_dir, secondary)
+    try:
+        daily = daily_totals(reader, exp.id)
+    except StoreNotReady as exc:
+        print(f"pulse: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        reader.close()
+        shutil.rmtree(secondary, ignore_errors=True)
+    report = analyze(exp, daily, alpha=args.alpha)
+    print(render(report))
+    primary = [c for c in report.comparisons if c.metric == exp.metric and c.history]
+    if args.png and primary:
+        chart = LineChart(900, 420, f"{exp.id}: {exp.metric} difference vs control, 95% confidence sequence",
+                          "DAY OF EXPERIMENT")
+        colors = [(0, 70, 200), (200, 80, 0), (0, 150, 60)]
+        first = min(day for c in primary for day, *_ in c.history)
+        for i, comp in enumerate(primary):
+            xs = [day - first + 1 for day, *_ in comp.history]
+            lows = [max(low, -1e9) for _d, _diff, low, _high in comp.history]
+            highs = [min(high, 1e9) for _d, _diff, _low, high in comp.history]
+            shade = tuple(min(255, c + 150) for c in colors[i % 3])
+            chart.band(xs, lows, highs, shade)
+            chart.line(xs, [diff for _d, diff, _l, _h in comp.history], colors[i % 3])
+        Path(args.png).write_bytes(chart.png())
+        print(f"plot: {args.png}")
+    return 0
+
+
 def cmd_config(cfg: PulseConfig, args: argparse.Namespace) -> int:
     print(json.dumps(dataclasses.asdict(cfg), indent=2, default=dict))
     return 0
@@ -390,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--at", type=int, default=None, help="event time (ms) to evaluate at (default: the profile's clock)")
     q.add_argument("--demo", action="store_true", help="use the example segments when segments.path is empty")
     q.set_defaults(func=cmd_segments_explain)
+    p = sub.add_parser("experiments", help="experiment results")
+    exp_sub = p.add_subparsers(dest="experiments_command", required=True)
+    q = exp_sub.add_parser("report", help="per-variant results, significance, sample ratio, and a PNG over time")
+    q.add_argument("experiment", metavar="ID")
+    q.add_argument("--png", default=None, help="write the uplift and its confidence sequence over time here")
+    q.add_argument("--alpha", type=float, default=0.05)
+    q.add_argument("--demo", action="store_true", help="use the example experiments when experiments.path is empty")
+    q.set_defaults(func=cmd_experiments_report)
     p = sub.add_parser("config", help="print the effective configuration")
     p.set_defaults(func=cmd_config)
     return parser

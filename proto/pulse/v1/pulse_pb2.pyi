@@ -19,6 +19,94 @@ CONSENT_REGIME_UNSPECIFIED: ConsentRegime
 CONSENT_REGIME_OPT_OUT: ConsentRegime
 CONSENT_REGIME_OPT_IN: ConsentRegime
 
+class GetExperimentResultsRequest(_message.Message):
+    __slots__ = ("experiment_id",)
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    def __init__(self, experiment_id: _Optional[str] = ...) -> None: ...
+
+class GetExperimentResultsResponse(_message.Message):
+    __slots__ = ("experiment_id", "primary_metric", "variants", "comparisons", "sample_ratio", "days")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_METRIC_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    COMPARISONS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    primary_metric: str
+    variants: _containers.RepeatedCompositeFieldContainer[VariantResult]
+    comparisons: _containers.RepeatedCompositeFieldContainer[Comparison]
+    sample_ratio: SampleRatio
+    days: int
+    def __init__(self, experiment_id: _Optional[str] = ..., primary_metric: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[VariantResult, _Mapping]]] = ..., comparisons: _Optional[_Iterable[_Union[Comparison, _Mapping]]] = ..., sample_ratio: _Optional[_Union[SampleRatio, _Mapping]] = ..., days: _Optional[int] = ...) -> None: ...
+
+class VariantResult(_message.Message):
+    __slots__ = ("variant_id", "control", "weight", "units", "converted", "engaged", "revenue", "conversion_rate", "click_through_rate", "revenue_per_unit")
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_FIELD_NUMBER: _ClassVar[int]
+    ENGAGED_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_FIELD_NUMBER: _ClassVar[int]
+    CLICK_THROUGH_RATE_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_PER_UNIT_FIELD_NUMBER: _ClassVar[int]
+    variant_id: str
+    control: bool
+    weight: float
+    units: int
+    converted: int
+    engaged: int
+    revenue: float
+    conversion_rate: float
+    click_through_rate: float
+    revenue_per_unit: float
+    def __init__(self, variant_id: _Optional[str] = ..., control: _Optional[bool] = ..., weight: _Optional[float] = ..., units: _Optional[int] = ..., converted: _Optional[int] = ..., engaged: _Optional[int] = ..., revenue: _Optional[float] = ..., conversion_rate: _Optional[float] = ..., click_through_rate: _Optional[float] = ..., revenue_per_unit: _Optional[float] = ...) -> None: ...
+
+class Comparison(_message.Message):
+    __slots__ = ("variant_id", "metric", "control_value", "variant_value", "difference", "ci_low", "ci_high", "relative_uplift", "p_value", "always_valid_p_value", "cs_low", "cs_high", "significant", "required_units_per_variant")
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_UPLIFT_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ALWAYS_VALID_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CS_LOW_FIELD_NUMBER: _ClassVar[int]
+    CS_HIGH_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANT_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_UNITS_PER_VARIANT_FIELD_NUMBER: _ClassVar[int]
+    variant_id: str
+    metric: str
+    control_value: float
+    variant_value: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    relative_uplift: float
+    p_value: float
+    always_valid_p_value: float
+    cs_low: float
+    cs_high: float
+    significant: bool
+    required_units_per_variant: int
+    def __init__(self, variant_id: _Optional[str] = ..., metric: _Optional[str] = ..., control_value: _Optional[float] = ..., variant_value: _Optional[float] = ..., difference: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., relative_uplift: _Optional[float] = ..., p_value: _Optional[float] = ..., always_valid_p_value: _Optional[float] = ..., cs_low: _Optional[float] = ..., cs_high: _Optional[float] = ..., significant: _Optional[bool] = ..., required_units_per_variant: _Optional[int] = ...) -> None: ...
+
+class SampleRatio(_message.Message):
+    __slots__ = ("chi_square", "p_value", "mismatch")
+    CHI_SQUARE_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MISMATCH_FIELD_NUMBER: _ClassVar[int]
+    chi_square: float
+    p_value: float
+    mismatch: bool
+    def __init__(self, chi_square: _Optional[float] = ..., p_value: _Optional[float] = ..., mismatch: _Optional[bool] = ...) -> None: ...
+
 class DecideRequest(_message.Message):
     __slots__ = ("user_id", "slots", "context", "request_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -61,6 +61,11 @@ class PulseStub:
                 request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideRequest.SerializeToString,
                 response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideResponse.FromString,
                 _registered_method=True)
+        self.GetExperimentResults = channel.unary_unary(
+                '/pulse.v1.Pulse/GetExperimentResults',
+                request_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetExperimentResultsRequest.SerializeToString,
+                response_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetExperimentResultsResponse.FromString,
+                _registered_method=True)
 
 
 class PulseServicer:
@@ -142,6 +147,21 @@ class PulseServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExperimentResults(self, request, context):
+        """The results of an experiment so far: per variant, the units enrolled (first
+        exposure) and their outcomes within the attribution window, and each variant
+        against the control: difference, confidence interval, relative uplift, p-value
+        (two-proportion z-test for conversion and click-through, Welch's t-test for
+        revenue per unit), an always-valid p-value and confidence sequence that stay
+        valid however often results are looked at, the units still needed for the
+        minimum detectable effect, and a sample-ratio-mismatch check of the split.
+        NOT_FOUND for an experiment the server does not know; INVALID_ARGUMENT for a
+        malformed id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PulseServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +189,11 @@ def add_PulseServicer_to_server(servicer, server):
                     servicer.Decide,
                     request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideRequest.FromString,
                     response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideResponse.SerializeToString,
+            ),
+            'GetExperimentResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperimentResults,
+                    request_deserializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetExperimentResultsRequest.FromString,
+                    response_serializer=proto_dot_pulse_dot_v1_dot_pulse__pb2.GetExperimentResultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +333,33 @@ class Pulse:
             '/pulse.v1.Pulse/Decide',
             proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideRequest.SerializeToString,
             proto_dot_pulse_dot_v1_dot_pulse__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperimentResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pulse.v1.Pulse/GetExperimentResults',
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.GetExperimentResultsRequest.SerializeToString,
+            proto_dot_pulse_dot_v1_dot_pulse__pb2.GetExperimentResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,
