@@ -38,6 +38,12 @@ class InvalidArgument(ServingError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class NotFound(ServingError):
+    """Something the request names does not exist (e.g. an experiment)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
 class UnknownProfile(ServingError):
     code = grpc.StatusCode.NOT_FOUND
 

@@ -43,6 +43,7 @@ from serving.metrics import STORE_CATCH_UP, STORE_READY, start_metrics_endpoint
 from serving.profiles import write_profile
 from serving.decisions import (ExposureSink, KafkaExposureSink, LiveConfig, decide, exposure, now_ms,
                                recommendation_assignment)
+from serving.results import experiment_results
 from serving.segments import list_members, write_segments
 from serving.tls import server_credentials
 from serving.recommend import DEFAULT_MAX_PER_CATEGORY, recommend
@@ -129,6 +130,9 @@ class PulseServicer(pulse_pb2_grpc.PulseServicer):
             self._exposures.publish(exposure(exp, variant, unit, None if found is None else found[0],
                                              "recommendations", response.strategy, "", now))
         return response
+
+    def GetExperimentResults(self, request: pulse_pb2.GetExperimentResultsRequest, context: grpc.ServicerContext):
+        return experiment_results(self._reader, self._config, request.experiment_id)
 
     def Decide(self, request: pulse_pb2.DecideRequest, context: grpc.ServicerContext):
         user_id = request.user_id

@@ -156,3 +156,32 @@ def test_reload_swaps_the_configuration_and_a_bad_file_keeps_the_running_one(sta
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"{content}:3:24: module 'broken': unknown slot 'nowhere'" in err.details()
     assert decide(srv, "vip", metadata=key).decisions[0].module_id == "better"  # still the good one
+
+
+def test_experiment_results_over_grpc(start_server, tmp_path):
+    from operators.attribution import Totals
+    from state.store import experiment_key
+
+    store = MemoryStore()
+    day = 20_800
+    raw = {}
+    for variant, units, conv in (("control", 5000, 250), ("personal", 5000, 400)):
+        t = Totals(units=units, converted=conv, engaged=units // 3, revenue=conv * 40.0, revenue_sq=conv * 1600.0)
+        raw[experiment_key("reco_test", variant, day)] = orjson.dumps(t.to_record())
+    store.apply({}, raw=raw)
+    exp_file = tmp_path / "experiments.yaml"
+    exp_file.write_text(EXPERIMENTS)
+    srv = start_server(store, content_file=CONTENT, experiments_file=str(exp_file))
+    reply = srv.stub.GetExperimentResults(pulse_pb2.GetExperimentResultsRequest(experiment_id="reco_test"), timeout=5)
+    assert (reply.primary_metric, reply.days) == ("conversion", 1)
+    assert [(v.variant_id, v.units, v.control) for v in reply.variants] == [("control", 5000, True),
+                                                                          ("personal", 5000, False)]
+    comp = next(c for c in reply.comparisons if c.metric == "conversion")
+    assert comp.difference == pytest.approx(0.03) and comp.p_value < 1e-6 and comp.significant
+    assert comp.ci_low > 0 and comp.relative_uplift == pytest.approx(0.6)
+    assert not reply.sample_ratio.mismatch
+    err = rpc_error(lambda: srv.stub.GetExperimentResults(
+        pulse_pb2.GetExperimentResultsRequest(experiment_id="nope"), timeout=5))
+    assert err.code() == grpc.StatusCode.NOT_FOUND and "experiments: hero_test, reco_test" in err.details()
+    err = rpc_error(lambda: srv.stub.GetExperimentResults(pulse_pb2.GetExperimentResultsRequest(), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
