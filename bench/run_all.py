@@ -77,7 +77,25 @@ def recommendation_rows(recs: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def summary_rows(flow: dict, serving: dict, recs: dict | None = None) -> list[tuple[str, str, str, str]]:
+def segment_rows(segs: dict) -> list[tuple[str, str, str, str]]:
+    """bench_segments: flow throughput with the 20 example segments vs none; event -> trigger latency."""
+    rows: list[tuple[str, str, str, str]] = []
+    for label, what in (("50ms", "events 50 ms apart"), ("3days", "events over 3 days")):
+        r = (segs.get("flow") or {}).get(label)
+        if r:
+            rows.append((f"flow throughput with 20 segments vs none ({r['events']:,} events, {what}), events/s",
+                         f"{r['baseline_events_per_s']:,.0f}", f"{r['segments_events_per_s']:,.0f}",
+                         f"{1 / r['ratio']:.2f}× (with/without {r['ratio']:.2f})"))
+    lat = segs.get("latency")
+    if lat and lat.get("event_triggers"):
+        rows.append((f"event produced → trigger on Kafka p99 at {lat['rate']:,} events/s, ms "
+                     "(baseline: produced → on Kafka)", f"{lat['baseline_p99_ms']:.1f}", f"{lat['p99_ms']:.1f}",
+                     f"{lat['p99_ms'] / max(lat['baseline_p99_ms'], 1e-9):.2f}×"))
+    return rows
+
+
+def summary_rows(flow: dict, serving: dict, recs: dict | None = None, segs: dict | None = None
+                 ) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     if "error" not in flow:
         rows.append((f"flow throughput, Kafka → RocksDB ({flow['events']:,} events), events/s",
@@ -94,12 +112,13 @@ def summary_rows(flow: dict, serving: dict, recs: dict | None = None) -> list[tu
             rows.append((f"GetProfile throughput, {s['tput_threads']} client threads, requests/s",
                          f"{s['baseline_rps']:,.0f}", f"{s['pulse_rps']:,.0f}", f"{s['throughput_ratio']:.2f}×"))
     rows += recommendation_rows(recs or {})
+    rows += segment_rows(segs or {})
     return rows
 
 
-def markdown(flow: dict, serving: dict, recs: dict | None = None) -> str:
+def markdown(flow: dict, serving: dict, recs: dict | None = None, segs: dict | None = None) -> str:
     header = ("benchmark", "baseline", "pulse", "ratio")
-    rows = summary_rows(flow, serving, recs)
+    rows = summary_rows(flow, serving, recs, segs)
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|---:|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     notes = ["Ratio: pulse's cost relative to the baseline measured in the same run (above 1 = slower).",
@@ -128,8 +147,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file to write (default {RESULTS})")
     args = ap.parse_args(argv)
 
-    from bench import bench_flow, bench_serving
+    from bench import bench_flow, bench_segments, bench_serving
 
+    segs = _run("bench_segments", lambda _argv: bench_segments.main(["--only", "flow", "--only", "latency",
+                                                               "--rate", "2000", "--seconds", "30"]))
     flow = _run("bench_flow", bench_flow.main)
     serving = _run("bench_serving", bench_serving.main)
     recs = _run("bench_serving --recommendations", bench_serving.main_recommendations)
@@ -139,9 +160,10 @@ def main(argv: list[str] | None = None) -> dict:
         "bench_flow": flow,
         "bench_serving": serving,
         "bench_serving_recommendations": recs,
+        "bench_segments": segs,
     }
     print("\n=== summary (Markdown) ===\n")
-    print(markdown(flow, serving, recs))
+    print(markdown(flow, serving, recs, segs))
     args.output.write_text(json.dumps(_finite(combined), indent=2, sort_keys=False) + "\n")
     print(f"\nwrote {args.output}", file=sys.stderr)
     return combined
