@@ -40,6 +40,7 @@ class OutboxPublisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pulse-outbox", daemon=True)
         self.published = 0
+        self._cursor = b"o"
 
     def start(self) -> OutboxPublisher:
         self._thread.start()
@@ -72,11 +73,15 @@ class OutboxPublisher:
 
     def drain_once(self) -> int:
         """Publish up to ``batch`` outbox records; returns how many were acknowledged."""
-        rows = list(self._store.scan(b"o", limit=self._batch))
+        # Outbox keys only grow (a sequence): start after the last one acknowledged, not at
+        # the prefix, so the scan does not walk the tombstones of everything sent before.
+        rows = list(self._store.scan(b"o", start=self._cursor, limit=self._batch))
         m.OUTBOX_DEPTH.set(len(rows))
         if not rows:
             return 0
         acked, error = self._send(rows)
+        if acked and not error:
+            self._cursor = max(acked) + b"\x00"
         now_ms = time.time() * 1000
         if acked:
             self._store.apply({}, raw={k: None for k in acked})
@@ -130,6 +135,7 @@ class JsonlOutboxPublisher(OutboxPublisher):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pulse-outbox", daemon=True)
         self.published = 0
+        self._cursor = b"o"
 
     def _send(self, rows):
         with open(self._path, "ab") as fh:
