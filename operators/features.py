@@ -390,12 +390,13 @@ class WindowedCounters:
     distinct sets per ``(key, res, attr)`` and ``{key: last ts}``. Reads never change what
     is counted (they may fill the caches of a series)."""
 
-    __slots__ = ("_b", "_d", "_last")
+    __slots__ = ("_b", "_d", "_last", "touched")
 
     def __init__(self) -> None:
         self._b: dict[tuple[str, int], _Series] = {}
         self._d: dict[tuple[str, int, str], _Sets] = {}
         self._last: dict[str, int] = {}
+        self.touched: list[str] = []  # the series keys the last observe() matched (not stored)
 
     # -- updates ----------------------------------------------------------------------
     def observe(self, event: Event, plan: FeaturePlan) -> bool:
@@ -403,6 +404,7 @@ class WindowedCounters:
         ts = event.ts_ms
         changed = False
         last = self._last
+        touched = self.touched = []
         for key, spec, layout in plan._compiled.get(event.type, ()):
             if spec is None:
                 lines, value = event.items, None
@@ -410,6 +412,7 @@ class WindowedCounters:
                 ok, value, lines = spec.match(event)
                 if not ok:
                     continue
+            touched.append(key)
             old = last.get(key)
             if old is None or ts > old:
                 last[key] = ts

@@ -108,6 +108,9 @@ class Profile:
     last_engaged_ms: int = 0
     # The cart view, computed on first read after a change (segment conditions read it per event).
     _cart_view: dict | None = field(default=None, init=False, repr=False, compare=False)
+    # What the last applied event changed, for segment evaluation: attribute names, and
+    # "trait"/"location" (not stored).
+    changed: set = field(default_factory=set, init=False, repr=False, compare=False)
 
     def is_applied(self, source: str, offset: int) -> bool:
         last = self.positions.get(source)
@@ -189,26 +192,38 @@ class Profile:
         etype = event.type
         self.counts[etype] = self.counts.get(etype, 0) + 1
         ts = event.ts_ms
+        changed = self.changed = {"events"}
         if self.first_seen_ms == 0 or ts < self.first_seen_ms:
             self.first_seen_ms = ts
         newest = ts >= self.last_seen_ms
         if newest:
             self.last_seen_ms = ts
             ctx = event.context
-            if ctx.device is not None:
+            if ctx.device is not None and ctx.device != self.last_device:
                 self.last_device = ctx.device
-            if ctx.channel is not None:
+                changed.add("device")
+            if ctx.channel is not None and ctx.channel != self.last_channel:
                 self.last_channel = ctx.channel
+                changed.add("channel")
             if ctx.geo is not None:
                 g = ctx.geo
-                self.last_geo = {"country": g.country, "city": g.city, "lat": g.lat, "lon": g.lon, "urban": g.urban}
+                geo = {"country": g.country, "city": g.city, "lat": g.lat, "lon": g.lon, "urban": g.urban}
+                if geo != self.last_geo:
+                    changed.update(name for name in geo if self.last_geo is None or geo[name] != self.last_geo.get(name))
+                    changed.add("location")
+                    self.last_geo = geo
         for name, value in event.traits:
             current = self.traits.get(name)
             if current is None or ts >= current[1]:
                 self.traits[name] = [value, ts]
+                changed.add("trait")
         for line in event.items:
             if line.category is not None:
                 self._count_category(line.category, line.quantity if etype == "purchase" else 1)
+        if etype in ("add_to_cart", "remove_from_cart", "purchase"):
+            changed.update(("cart_items", "cart_value"))
+        if etype == "purchase":
+            changed.update(("orders", "total_spend", "aov"))
         if etype == "add_to_cart":
             for line in event.items:
                 self._cart_op(line.item_id, ts, line.quantity, line.price, line.category)

@@ -108,11 +108,6 @@ ATTRIBUTES = {
     "orders": NUM, "total_spend": NUM, "aov": NUM, "cart_items": NUM, "cart_value": NUM, "events": NUM,
     "lat": NUM, "lon": NUM, "country": STR, "city": STR, "device": STR, "channel": STR, "urban": BOOL,
 }
-# The event types that can change an attribute (the rest - context, lifetime count - any event).
-_CART = ("add_to_cart", "remove_from_cart", "purchase")
-_ATTRIBUTE_TOUCHES = {"orders": ("purchase",), "total_spend": ("purchase",), "aov": ("purchase",),
-                      "cart_items": _CART, "cart_value": _CART}
-TRAIT_EVENTS = ("login", "identify", "profile_update")
 FUNCTIONS = ("count", "sum", "distinct", "since", "inactive", "within_km", "segment", "score", "trait")
 SCORES = ("propensity", "churn")
 SERIES_TYPES = (*EVENT_TYPES, "any")
@@ -224,7 +219,9 @@ class _Compiler:
         self.sinces: list[tuple[str, int]] = []  # (series key, offset after last when it may flip)
         self.deps: dict[str, int] = {}  # segment id -> offset of its segment() call
         self.terms: dict[str, Fn] = {}  # source text -> value closure, in source order
-        self.touches: set[str] = set()  # event types whose arrival can change the value ("*": any)
+        # What the value reads, so an event re-evaluates only conditions whose inputs it
+        # changed: "k:<series key>" for counters, attribute names, "trait", "location", "score".
+        self.touches: set[str] = set()
 
     def src(self, node: sp.Node) -> str:
         return self.text[node.pos:node.end]
@@ -271,7 +268,7 @@ class _Compiler:
                 raise ExprError(node.pos, f"{name!r} is a function: call it, e.g. {name}(...)")
             raise ExprError(node.pos, f"unknown attribute {name!r}{_suggest(name, ATTRIBUTES)}")
         mk = "@" + name
-        self.touches.update(_ATTRIBUTE_TOUCHES.get(name, ("*",)))
+        self.touches.add(name)
 
         def fn(f, n, m):  # read once per evaluation: some attributes are computed (cart_value)
             v = m.get(mk, m)
@@ -465,9 +462,10 @@ class _Compiler:
             if kind == "num" and v.value < 0:
                 raise ExprError(v.pos, f"filter {kw.name}= must not be negative")
             fields[field_name] = v.value
-        self.touches.add("*" if etype == "any" else etype)
         try:
-            return SeriesSpec(etype, **fields)
+            spec = SeriesSpec(etype, **fields)
+            self.touches.add("k:" + spec.key)
+            return spec
         except ValueError as exc:
             raise ExprError(node.kwargs[-1].pos if node.kwargs else node.pos, str(exc)) from None
 
@@ -551,12 +549,12 @@ class _Compiler:
         if not (isinstance(arg, sp.Lit) and arg.kind == "dur"):
             raise ExprError(arg.pos, f"inactive() needs a duration literal such as 14d, got {self.src(arg)}")
         spec = SeriesSpec("any")
-        self.touches.add("*")
+        self.touches.add("k:" + spec.key)
         self.requirements.append((spec, None, None))
         return _Expr(BOOL, self.since_fn(spec.key, ">=", arg.value), False)
 
     def f_within_km(self, node: sp.Call) -> _Expr:
-        self.touches.add("*")  # the location comes with any event
+        self.touches.add("location")
         self.arity(node, 3, "within_km(40.71, -74.0, 10)")
         vals = []
         bounds = (("latitude", -90, 90), ("longitude", -180, 180), ("distance", 0, 20_100))
@@ -595,7 +593,7 @@ class _Compiler:
         return _Expr(BOOL, lambda f, n, m: m[sid], False)
 
     def f_score(self, node: sp.Call) -> _Expr:
-        self.touches.add("*")  # models rescore on every event
+        self.touches.add("score")
         name = self.name_arg(node, 'score("propensity")')
         if name not in SCORES:
             raise ExprError(node.args[0].pos, f"unknown score {name!r}{_suggest(name, SCORES)}; "
@@ -603,7 +601,7 @@ class _Compiler:
         return _Expr(NUM, lambda f, n, m: f.score(name))
 
     def f_trait(self, node: sp.Call) -> _Expr:
-        self.touches.update(TRAIT_EVENTS)
+        self.touches.add("trait")
         name = self.name_arg(node, 'trait("age_band")')
         if not name.isidentifier():
             raise ExprError(node.args[0].pos, f"trait name {name!r} must be an identifier")
@@ -692,33 +690,43 @@ class SegmentSet:
         for key, off in sinces:
             offsets.setdefault(key, set()).add(off)
         self._sinces = tuple((key, tuple(sorted(offs))) for key, offs in offsets.items())
-        # Per event type: the segments (in order) its arrival can change - with what they
-        # depend on, evaluated first - so an event re-evaluates only those.
-        touches = touches or {}
-        closure: dict[str, set[str]] = {}
+        # Input -> the segments reading it, and segment -> those depending on it, so that
+        # an event re-evaluates only what its changes can reach.
+        self._readers: dict[str, set[str]] = {}
+        for sid, reads in (touches or {}).items():
+            for token in reads:
+                self._readers.setdefault(token, set()).add(sid)
+        self._dependents: dict[str, set[str]] = {s.id: set() for s in self.segments}
         for seg in self.segments:
-            closure[seg.id] = set(touches.get(seg.id, {"*"})).union(*(closure[d] for d in seg.depends_on))
-        self._by_type: dict[str, tuple[tuple[str, Fn], ...]] = {}
-        for etype in EVENT_TYPES:
-            hit = {sid for sid, types in closure.items() if "*" in types or etype in types}
-            wanted = hit.union(*(needed[sid] for sid in hit)) if hit else set()
-            self._by_type[etype] = tuple((sid, fn) for sid, fn in self._order if sid in wanted)
-        self._affected = {etype: frozenset(sid for sid, types in closure.items() if "*" in types or etype in types)
-                          for etype in EVENT_TYPES}
+            for dep in needed[seg.id]:
+                self._dependents[dep].add(seg.id)
+        self._needed = needed
+        self._known_tokens = touches is not None
+        self._plans: dict[frozenset, tuple[tuple[str, Fn], ...]] = {}
 
-    def affected(self, event_type: str) -> frozenset[str]:
-        """The segments whose membership an event of this type can change directly or
-        through ``segment()`` (time changes are ``next_change``'s)."""
-        return self._affected.get(event_type, frozenset(self.by_id))
-
-    def evaluate_for(self, event_type: str, facts: Facts, now_ms: int, memo: dict[str, Any] | None = None
-                     ) -> dict[str, bool]:
-        """Like ``evaluate`` for the segments an event of ``event_type`` can change (and
-        those they depend on); the others keep the value they had before the event."""
+    def evaluate_changed(self, changed: Iterable[str], facts: Facts, now_ms: int,
+                         memo: dict[str, Any] | None = None) -> dict[str, bool]:
+        """Like ``evaluate`` for the segments whose inputs are in ``changed`` (counter
+        series as ``"k:<key>"``, attribute names, ``"trait"``, ``"location"``,
+        ``"score"``), those depending on them, and what they need; the others keep the
+        value they had (only time changes them, through ``next_change``)."""
+        if not self._known_tokens:
+            return self.evaluate(facts, now_ms, memo)
+        key = frozenset(changed)
+        plan = self._plans.get(key)
+        if plan is None:
+            hit: set[str] = set()
+            for token in key:
+                hit |= self._readers.get(token, set())
+            hit |= set().union(*(self._dependents[sid] for sid in hit)) if hit else set()
+            wanted = hit.union(*(self._needed[sid] for sid in hit)) if hit else set()
+            plan = tuple((sid, fn) for sid, fn in self._order if sid in wanted)
+            if len(self._plans) < 4096:
+                self._plans[key] = plan
         if memo is None:
             memo = {}
         out: dict[str, bool] = {}
-        for sid, fn in self._by_type.get(event_type, self._order):
+        for sid, fn in plan:
             out[sid] = memo[sid] = fn(facts, now_ms, memo)
         return out
 

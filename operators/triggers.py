@@ -96,16 +96,19 @@ class SegmentEngine:
 
     def on_event(self, profile: Profile, event_id: str, ts_ms: int, event_type: str | None = None,
                  full: bool = False) -> list[Trigger]:
-        """After an event of ``event_type`` was applied: only the segments it can change are
-        evaluated, unless ``full`` (the profile absorbed another) or a time change is due
-        at this very instant, or the event changed consent."""
+        """After an event was applied: only the segments reading something it changed
+        (``profile.changed``, ``profile.counters.touched``) are evaluated, unless ``full``
+        (the profile absorbed another), the event changed consent, or a time change is due
+        at this very instant."""
         if ts_ms > profile.clock_ms:
             profile.clock_ms = ts_ms
         now = profile.clock_ms
         if full or event_type is None or event_type == "consent_update" or (
                 profile.next_check_ms is not None and profile.next_check_ms <= now):
             return self._evaluate(profile, now, event_id)
-        return self._evaluate(profile, now, event_id, event_type=event_type)
+        changed = list(profile.changed)
+        changed.extend("k:" + key for key in profile.counters.touched)
+        return self._evaluate(profile, now, event_id, changed=changed)
 
     def backfill(self, profile: Profile) -> list[Trigger]:
         """Re-evaluate at the profile's clock after definitions changed: members of an added
@@ -127,16 +130,16 @@ class SegmentEngine:
         return out
 
     def _evaluate(self, profile: Profile, now: int, cause: str, backfill: bool = False,
-                  event_type: str | None = None) -> list[Trigger]:
+                  changed: list[str] | None = None) -> list[Trigger]:
         segset = self.segments
         if not self.active:
             profile.next_check_ms = None
             return []
         memo: dict[str, Any] = {}  # what evaluate read, reused for the triggers' values
-        if event_type is None:
+        if changed is None:
             result = segset.evaluate(profile, now, memo)
         else:
-            result = segset.evaluate_for(event_type, profile, now, memo)
+            result = segset.evaluate_changed(changed, profile, now, memo)
         personal = profile.allows("personalization", self.policy)
         current = profile.segments
         out: list[Trigger] = []

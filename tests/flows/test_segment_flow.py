@@ -172,3 +172,49 @@ segments:
         ("recent_viewer", "entered", True, "backfill", changed.by_id["recent_viewer"].version)]
     assert set(store.get("user:a").segments) == {"outdoor_fan", "recent_viewer"}
     assert ProfileLogic(state).backfill() == 0  # nothing changed since
+
+
+def test_evaluating_only_what_an_event_changed_equals_evaluating_everything(monkeypatch):
+    # The example segments read counters, context (country, device, channel, location),
+    # traits, the cart and lifetime attributes; the synthetic stream changes all of them.
+    from operators.segments import load_segments
+    from operators.synthetic import ClickstreamGenerator
+    from operators.triggers import SegmentEngine
+
+    segments = load_segments("deploy/segments.yaml")
+    gen = ClickstreamGenerator(seed=21, users=300, invalid_rate=0.0)
+    recs = [RawRecord(v, k, "events/0", i, T0 + i * 20_000)
+            for i, (k, v) in enumerate(gen.next_record(T0 + i * 20_000) for i in range(6000))]
+    recs.append(Tick("events/0", None, final=True))
+
+    def triggers(full: bool) -> list[tuple]:
+        if full:
+            original = SegmentEngine.on_event
+            monkeypatch.setattr(SegmentEngine, "on_event",
+                                lambda self, p, eid, ts, etype=None, full=False: original(self, p, eid, ts, etype, True))
+        store = MemoryStore()
+        run(store, recs, segments=segments)
+        monkeypatch.undo()
+        return [(t["profile_id"], t["segment_id"], t["transition"], t["at_ms"], t["cause"]) for t in outbox(store)]
+
+    partial, full = triggers(False), triggers(True)
+    assert len(full) > 500 and {t[1] for t in full} >= {"cart_abandoner", "app_regular", "alpine_local"}
+    assert partial == full
+
+
+def test_a_context_change_alone_moves_a_profile_into_a_segment():
+    segs = parse_segments("""
+segments:
+  - id: german_viewer
+    condition: country == "DE" and count(product_view, 7d) >= 1
+  - id: adult
+    condition: trait("age_band") in ["25-34", "35-44"]
+""")
+    store = MemoryStore()
+    geo = {"country": "FR", "city": "Lyon"}
+    docs = [ev(1, "product_view", "a", T0, item_id="t", context={"geo": geo}),
+            ev(2, "page_view", "a", T0 + 1000, context={"geo": {"country": "DE", "city": "Berlin"}}),
+            ev(3, "login", "a", T0 + 2000, traits={"age_band": "25-34"})]
+    run(store, records(docs), segments=segs)
+    assert [t[1:3] + (t[4],) for t in transitions(store)] == [("german_viewer", "entered", "e2"),
+                                                               ("adult", "entered", "e3")]
