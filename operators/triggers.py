@@ -143,11 +143,9 @@ class SegmentEngine:
         personal = profile.allows("personalization", self.policy)
         current = profile.segments
         out: list[Trigger] = []
-        for seg in segset.segments:
-            seg_id = seg.id
-            got = result.get(seg_id)
-            if got is None:
-                continue  # the event cannot change it: it keeps its membership
+        by_id = segset.by_id
+        for seg_id, got in result.items():  # in dependency order; the others keep their membership
+            seg = by_id[seg_id]
             member = got and (personal or not seg.marketing)
             held = current.get(seg_id)
             if member:
