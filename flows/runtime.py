@@ -34,6 +34,20 @@ class TopicError(RuntimeError):
     """A Kafka topic the flow needs is missing or unreachable."""
 
 
+def check_state_consistent(store, recovery_dir: Path) -> None:
+    """Refuse a new, empty store next to Bytewax recovery snapshots: the flow would resume
+    after the snapshotted offsets and silently forget every profile before them."""
+    if getattr(store, "created", False) and recovery_dir.exists() and any(recovery_dir.iterdir()):
+        from state.store import StoreError
+
+        raise StoreError(
+            f"the state store at {store.path} is new and empty, but {recovery_dir} holds Bytewax "
+            "recovery snapshots: the store was lost or moved. Restore the store from a backup "
+            f"(and keep {recovery_dir}), or delete {recovery_dir} to rebuild every profile from the "
+            "start of the events topic."
+        )
+
+
 def recovery_config(directory: Path) -> RecoveryConfig:
     """Bytewax recovery in ``directory``, initialised (one partition) on first use."""
     if not directory.exists() or not any(directory.iterdir()):

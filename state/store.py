@@ -277,6 +277,7 @@ class RocksStore(_Lookups):
         self._cfs = {"default": self._db, PROFILES_CF: self._db.get_column_family(PROFILES_CF)}
         self._handles = {PROFILES_CF: self._db.get_column_family_handle(PROFILES_CF), "default": None}
         fmt = self._db.get(_META_PREFIX + b"format")
+        self.created = fmt is None  # a new, empty store (no Pulse data was here)
         if fmt is None:
             self._db[_META_PREFIX + b"format"] = STORE_FORMAT
         elif fmt != STORE_FORMAT:

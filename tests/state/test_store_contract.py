@@ -133,3 +133,23 @@ def test_reader_waits_while_the_writer_is_still_creating_the_store(tmp_path):
     assert reader.ready and reader.get("a").orders == 3
     reader.close()
     writer.close()
+
+
+def test_a_new_store_beside_recovery_snapshots_is_refused(tmp_path):
+    from flows.runtime import check_state_consistent, recovery_config
+    from state.store import StoreError
+
+    recovery = tmp_path / "recovery"
+    recovery_config(recovery)  # snapshots exist: a flow ran here before
+    store = RocksStore(tmp_path / "store")
+    try:
+        with pytest.raises(StoreError) as err:
+            check_state_consistent(store, recovery)
+        assert str(tmp_path / "store") in str(err.value) and f"delete {recovery}" in str(err.value)
+    finally:
+        store.close()
+    reopened = RocksStore(tmp_path / "store")  # the same store again: not new any more
+    try:
+        check_state_consistent(reopened, recovery)
+    finally:
+        reopened.close()
