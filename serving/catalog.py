@@ -16,7 +16,8 @@ only the records that changed; when no item appeared or went, the previous array
 copied and patched. The scan and the decoding run in slices of ``slice_items`` records
 with a short sleep between slices, so the request threads get the GIL at least every
 slice (~0.5 ms) instead of waiting out a whole build (a full decode of 10,000 item
-records with ``decode_item`` + ``build_index`` took 50-110 ms with the GIL held).
+records with ``decode_item`` + ``build_index`` took 50-110 ms with the GIL held). Sorting
+the rows for the request-time merge (``make_index``, ~2 ms) pauses between its steps too.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class IncrementalItems:
         if n % self._slice == 0 and self._pause >= 0:
             time.sleep(self._pause)  # let request threads take the GIL between slices
 
+    def _step(self) -> None:
+        """Between the steps of ``make_index`` (sorting the rows for the merge)."""
+        if self._pause >= 0:
+            time.sleep(self._pause)
+
     def build(self) -> ItemIndex:
         keys: list[bytes] = []
         raws: list[bytes] = []
@@ -120,7 +126,7 @@ class IncrementalItems:
         else:
             names, codes = prev.category_names, prev.category_codes.copy()
         self._cats, self._scores, self._refs = cats, scores, refs
-        return make_index(ids, codes, names, prices, scores, refs, rows=prev.rows)
+        return make_index(ids, codes, names, prices, scores, refs, rows=prev.rows, breathe=self._step)
 
     def _full(self, keys: list[bytes], raws: list[bytes]) -> ItemIndex:
         """Items appeared or went: new rows, reusing the fields of records that did not change."""
@@ -154,7 +160,7 @@ class IncrementalItems:
         self._keys = keys
         self._cats, self._scores, self._refs = cats, scores, refs
         self.decoded = decoded
-        return make_index(ids, codes, names, prices, scores.copy(), refs.copy())
+        return make_index(ids, codes, names, prices, scores.copy(), refs.copy(), breathe=self._step)
 
     @staticmethod
     def _codes(cats: list[str]) -> tuple[tuple[str, ...], np.ndarray]:

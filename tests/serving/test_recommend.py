@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import random
+import sys
+
 import numpy as np
 import pytest
 
@@ -16,9 +20,11 @@ from serving.recommend import (
     build_index,
     choose_strategy,
     recommend,
+    recommend_exhaustive,
 )
 from tests.serving.conftest import cart_log
 
+recommend_module = sys.modules["serving.recommend"]  # ``serving.recommend`` is also the function
 T = 1_796_205_600_000
 
 
@@ -264,3 +270,101 @@ def test_ranking_leaves_the_index_unchanged_and_is_deterministic(index):
     again = rec(index, fan(), exclude=frozenset({"t1"}), context_category="kitchen", min_price=1.0)
     assert first == again
     assert np.array_equal(index.popularity, before)
+
+
+# -- the merge equals scoring every row -------------------------------------------------------
+
+def random_catalog(rng: random.Random, n: int) -> list[ItemStats]:
+    """Items in nested categories (some without one), some with unknown prices, with many
+    exact popularity ties (small integer scores, a few event times)."""
+    cats = [None, "a", "a/x", "a/y", "b", "b/x", "c", "d/x/1", "d/x/2", "e"][: rng.randint(2, 10)]
+    skew = rng.random() < 0.3  # one category holding most of the popular items
+    out = []
+    for i in range(n):
+        category = rng.choice(cats)
+        score = float(rng.randint(0, 12)) if rng.random() < 0.6 else rng.uniform(0, 50)
+        if skew and category == cats[-1]:
+            score += 100.0
+        out.append(ItemStats(f"i{i:04d}", category, price=rng.choice([0.0, 5.0, 10.0, 20.0, rng.uniform(1, 50)]),
+                             score=score, ref_ms=T - rng.choice([0, 0, 3_600_000, HALF_LIFE_MS])))
+    return out
+
+
+def random_params(rng: random.Random, index) -> dict:
+    ids_ = list(index.ids)
+    names = [n for n in index.category_names if n] or ["a"]
+    params = {"k": rng.choice([1, 3, 10, 20, 100]), "max_per_category": rng.choice([1, 2, 3, 50])}
+    if rng.random() < 0.3:
+        params["context_category"] = rng.choice(names + ["a", "d", "d/x", "zz"])
+    if rng.random() < 0.3:
+        params["current_item_id"] = rng.choice(ids_ + ["nope"])
+    if rng.random() < 0.3:
+        params["exclude"] = frozenset(rng.sample(ids_, min(len(ids_), rng.randint(1, 30))))
+    if rng.random() < 0.25:
+        params["category_prefix"] = rng.choice(["a", "a/", "b/x", "d/", "e", "q"])
+    if rng.random() < 0.25:
+        params["min_price"] = rng.choice([1.0, 10.0, 30.0])
+    if rng.random() < 0.25:
+        params["max_price"] = rng.choice([10.0, 20.0, 100.0])
+    return params
+
+
+def random_profile(rng: random.Random, index) -> Profile | None:
+    if rng.random() < 0.2:
+        return None
+    names = [n for n in index.category_names if n]
+    ids_ = list(index.ids)
+    return Profile(
+        "user:r",
+        categories={c: rng.randint(0, 9) for c in rng.sample(names, min(len(names), rng.randint(0, 5)))},
+        cart_log=cart_log({i: {"qty": 1, "price": 1.0, "category": None, "added_ms": T}
+                           for i in rng.sample(ids_, min(len(ids_), rng.randint(0, 3)))}),
+        purchased={i: T for i in rng.sample(ids_, min(len(ids_), rng.randint(0, 5)))},
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_merge_equals_scoring_every_row_on_random_indexes(seed):
+    rng = random.Random(seed)
+    index = build_index(random_catalog(rng, rng.choice([1, 5, 40, 300, 1500])))
+    for _ in range(40):
+        profile, params = random_profile(rng, index), RecommendParams(**random_params(rng, index))
+        fast = recommend(index, profile, params, T)
+        assert repr(fast) == repr(recommend_exhaustive(index, profile, params, T)), params
+
+
+@pytest.mark.parametrize("limits", [(1, 0), (16, 4), (100, 50)])
+def test_the_fallback_when_the_merge_gives_up_gives_the_same_answer(monkeypatch, limits):
+    walk, budget = limits
+    monkeypatch.setattr(recommend_module, "WALK_LIMIT", walk)
+    monkeypatch.setattr(recommend_module, "MERGE_BUDGET", budget)
+    monkeypatch.setattr(recommend_module, "MAX_STREAMS", 2)
+    rng = random.Random(sum(limits))
+    index = build_index(random_catalog(rng, 400))
+    for _ in range(60):
+        profile, params = random_profile(rng, index), RecommendParams(**random_params(rng, index))
+        assert repr(recommend(index, profile, params, T)) == repr(recommend_exhaustive(index, profile, params, T))
+
+
+def test_a_boost_rounding_two_popularities_to_one_score_still_breaks_the_tie_by_item_id():
+    # popularities one ulp apart, and a liked-category factor 1 + count/top taking both to
+    # the same score (the product crosses a power of two, where the ulp doubles)
+    low, count, top = next((low, c, t) for low in (1.5, 1.75, 1.9) for t in range(2, 60) for c in range(1, t)
+                           if math.nextafter(low, 2.0) * (1 + c / t) == low * (1 + c / t))
+    high = math.nextafter(low, 2.0)
+    index = build_index([ItemStats("a-low", "x", score=low, ref_ms=T), ItemStats("z-high", "x", score=high, ref_ms=T),
+                         ItemStats("top", "y", score=float(top), ref_ms=T)])
+    profile = Profile("user:p", categories={"x": count, "y": top})
+    result = rec(index, profile, k=3)
+    assert ids(result)[1:] == ["a-low", "z-high"]  # equal scores: by item id, as exhaustive ranking does
+    assert result.items[1].score == result.items[2].score
+    assert result == recommend_exhaustive(index, profile, RecommendParams(k=3), T + 5_000)
+
+
+def test_the_index_lists_rows_in_popularity_order_and_per_category(index):
+    pop = index.popularity.tolist()
+    assert index.order == sorted(range(len(index)), key=lambda r: (-pop[r], r))
+    for code, rows in enumerate(index.by_category):
+        assert rows == [r for r in index.order if index.code_list[r] == code]
+        assert index.category_sizes[code] == len(rows)
+    assert index.id_list == list(index.ids) and index.price_list == list(index.prices)
