@@ -571,7 +571,7 @@ def print_report(r: dict, args: argparse.Namespace) -> None:
 
 # =========================================================================== GetRecommendations
 #
-#     python -m bench.bench_serving --recommendations [--items 10000] [--profiles 100000]
+#     python -m bench.bench_serving --recommendations [--items 10000] [--profiles 100000] [--max-workers 2,4,8]
 #
 # The issue's conditions: 10,000 items and 100,000 stored profiles written straight into
 # a RocksStore, k = 20, the client in its own process (a spawned child: a sync stub for
@@ -585,6 +585,25 @@ def print_report(r: dict, args: argparse.Namespace) -> None:
 
 RECS_SERVICE_METHOD = "GetRecommendations"
 REC_KINDS = ("baseline-sync", "pulse-sync", "baseline-aio", "pulse-aio")
+
+
+def rec_kinds(max_workers: list[int], aio: bool) -> dict[str, int]:
+    """Server kind -> thread pool size. One pool size: "baseline-sync" and "pulse-sync";
+    several (``--max-workers 2,4,8``): "baseline-sync-N" and "pulse-sync-N" for each N."""
+    kinds: dict[str, int] = {}
+    for n in max_workers:
+        suffix = "" if len(max_workers) == 1 else f"-{n}"
+        kinds[f"baseline-sync{suffix}"] = kinds[f"pulse-sync{suffix}"] = n
+    if aio:
+        kinds["baseline-aio"] = kinds["pulse-aio"] = 0
+    return kinds
+
+
+def _workers_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct positive pool sizes like 8 or 2,4,8, got {text!r}")
+    return values
 
 
 def _recs_writer_main(conn, store_dir: str, n_items: int, n_profiles: int, seed: int,
@@ -737,8 +756,8 @@ def _recs_server_main(conn, kind: str, store_dir: str, secondary_dir: str, max_w
                 trivial, request_deserializer=pulse_pb2.GetRecommendationsRequest.FromString,
                 response_serializer=pulse_pb2.GetRecommendationsResponse.SerializeToString)}),))
 
-    if kind.endswith("sync"):
-        if kind == "pulse-sync":
+    if "-sync" in kind:
+        if kind.startswith("pulse-sync"):
             from serving.server import create_server
 
             server, port = create_server("127.0.0.1:0", reader, max_workers=max_workers,
@@ -865,7 +884,10 @@ def main_recommendations(argv: list[str] | None = None) -> dict:
     ap.add_argument("--in-flight", type=int, default=32)
     ap.add_argument("--load-seconds", type=float, default=2.0, help="seconds per load round")
     ap.add_argument("--anon-rate", type=float, default=0.1, help="share of anonymous requests")
-    ap.add_argument("--max-workers", type=int, default=8)
+    ap.add_argument("--max-workers", type=_workers_list, default=[8],
+                    help="thread pool size of the sync servers, or several (2,4,8): a pulse and a trivial "
+                         "server for each, all in the same run")
+    ap.add_argument("--aio", action=argparse.BooleanOptionalAction, default=True, help="also the grpc.aio servers")
     ap.add_argument("--catch-up-ms", type=int, default=20)
     ap.add_argument("--items-refresh-ms", type=int, default=2000)
     ap.add_argument("--profile-writes-per-ms", type=float, default=2.0)
@@ -885,9 +907,10 @@ def main_recommendations(argv: list[str] | None = None) -> dict:
             built = writer.recv("ready", 900)
             progress(f"wrote {args.items} items and {args.profiles} profiles in {built['write_s']:.1f} s", end="\n")
             servers = {}
-            for kind in REC_KINDS:
+            kinds = rec_kinds(args.max_workers, args.aio)
+            for kind, workers in kinds.items():
                 servers[kind] = Child(ctx, kind, _recs_server_main, kind, store_dir, str(Path(tmp) / f"sec-{kind}"),
-                                      args.max_workers, args.catch_up_ms, args.items_refresh_ms)
+                                      workers, args.catch_up_ms, args.items_refresh_ms)
                 children.append(servers[kind])
             ports = {kind: child.recv("port", 120) for kind, child in servers.items()}
             client = Child(ctx, "client", _recs_client_main, args.seed, args.profiles, args.anon_rate)
@@ -930,62 +953,73 @@ def main_recommendations(argv: list[str] | None = None) -> dict:
                     }
                 return summary
 
-            phases["no_writes"] = measure(REC_KINDS, "no writes")
+            phases["no_writes"] = measure(tuple(kinds), "no writes")
             if args.with_writes:
                 writer.ask("go", "going")
                 w = {}
-                for mode in ("sync", "aio"):
-                    other = "pulse-aio" if mode == "sync" else "pulse-sync"
-                    servers[other].ask("pause", "paused")
-                    servers[f"pulse-{mode}"].ask("resume", "resumed")
-                    w.update(measure((f"baseline-{mode}", f"pulse-{mode}"), f"writes, {mode}"))
+                pulses = [kind for kind in kinds if kind.startswith("pulse")]
+                for pulse in pulses:  # one pulse server catching up at a time
+                    for other in pulses:
+                        if other != pulse:
+                            servers[other].ask("pause", "paused")
+                    servers[pulse].ask("resume", "resumed")
+                    w.update(measure((pulse.replace("pulse", "baseline", 1), pulse), f"writes, {pulse}"))
                 phases["with_writes"] = w
                 writes = writer.ask("stop", "stopped", 60)
             else:
                 writes = writer.ask("stop", "stopped", 60)
             client.ask(("stop",), "stopped")
-            for kind in REC_KINDS:
+            for kind in kinds:
                 servers[kind].ask("stop", "stopped")
         finally:
             for child in children:
                 child.close()
     result = {"items": args.items, "profiles": args.profiles, "k": 20, "in_flight": args.in_flight,
-              "anon_rate": args.anon_rate, "max_workers": args.max_workers, "calls": args.calls,
+              "anon_rate": args.anon_rate, "calls": args.calls,
+              "max_workers": args.max_workers[0] if len(args.max_workers) == 1 else args.max_workers,
               "record_bytes_mean": built["record_bytes_mean"], "phases": phases,
               "writer_profiles_per_s": writes["profiles"] / writes["seconds"] if writes["seconds"] else 0.0,
               "writer_items_per_s": writes["items"] / writes["seconds"] if writes["seconds"] else 0.0}
     for phase in phases.values():
-        for mode in ("sync", "aio"):
-            b, p = phase.get(f"baseline-{mode}"), phase.get(f"pulse-{mode}")
-            if b and p:
+        best_sync = max((s["rps"] for k, s in phase.items() if k.startswith("baseline-sync")), default=None)
+        for kind, p in phase.items():
+            b = phase.get(kind.replace("pulse", "baseline", 1)) if kind.startswith("pulse") else None
+            if b:
                 p["throughput_vs_baseline"] = p["rps"] / b["rps"]
                 p["p99_ratio"] = p["p99_ms"] / b["p99_ms"]
                 p["load_p99_ratio"] = p["load_p99_ms"] / b["load_p99_ms"]
+                if "-sync" in kind and best_sync:
+                    p["throughput_vs_best_sync_baseline"] = p["rps"] / best_sync
     progress("done", end="\n")
     print_recommendations_report(result)
     return result
 
 
 def print_recommendations_report(r: dict) -> None:
+    workers = r["max_workers"]
+    pools = (f"{workers} threads" if isinstance(workers, int)
+             else f"{', '.join(map(str, workers))} threads (-N: the pool size)")
     print(f"gRPC GetRecommendations: {r['items']:,} items, {r['profiles']:,} profiles (record mean "
           f"{r['record_bytes_mean']:.0f} B), k = {r['k']}, {r['anon_rate']:.0%} anonymous; client in its own process; "
-          f"sync servers with {r['max_workers']} threads")
+          f"sync servers with {pools}")
     for name, phase in r["phases"].items():
         extra = (f" (writer ~{r['writer_profiles_per_s']:,.0f} profiles/s + {r['writer_items_per_s']:,.0f} items/s; "
                  "one pulse server catching up at a time)" if name == "with_writes" else "")
         print(f"-- {name.replace('_', ' ')}{extra}")
         n = r["in_flight"]
-        print(f"  {'server':<14}{'p50 1':>8}{'p99 1':>8}{'max 1':>8}{'p50 ' + str(n):>8}"
-              f"{'p99 ' + str(n):>8}{'req/s':>8}{'tput %':>8}{'cpu µs':>8}{'hdl µs':>8}{'c-up ms':>8}")
+        print(f"  {'server':<17}{'p50 1':>8}{'p99 1':>8}{'max 1':>8}{'p50 ' + str(n):>8}"
+              f"{'p99 ' + str(n):>8}{'req/s':>8}{'tput %':>8}{'best %':>8}{'cpu µs':>8}{'hdl µs':>8}{'c-up ms':>8}")
         for kind, s in phase.items():
             tput = f"{s['throughput_vs_baseline']:.0%}" if "throughput_vs_baseline" in s else "-"
+            best = f"{s['throughput_vs_best_sync_baseline']:.0%}" if "throughput_vs_best_sync_baseline" in s else "-"
             hdl = f"{s['handler_mean_us']:.0f}" if s["handler_mean_us"] else "-"
             cu = f"{s['catch_up_mean_ms']:.2f}" if s["catch_up_mean_ms"] else "-"
-            print(f"  {kind:<14}{s['p50_ms']:>8.3f}{s['p99_ms']:>8.3f}{s['max_ms']:>8.2f}{s['load_p50_ms']:>8.2f}"
-                  f"{s['load_p99_ms']:>8.2f}{s['rps']:>8,.0f}{tput:>8}{s['server_cpu_us_per_call']:>8.0f}"
+            print(f"  {kind:<17}{s['p50_ms']:>8.3f}{s['p99_ms']:>8.3f}{s['max_ms']:>8.2f}{s['load_p50_ms']:>8.2f}"
+                  f"{s['load_p99_ms']:>8.2f}{s['rps']:>8,.0f}{tput:>8}{best:>8}{s['server_cpu_us_per_call']:>8.0f}"
                   f"{hdl:>8}{cu:>8}")
-    print("  (latencies in ms; tput % = pulse req/s over the trivial server of the same kind; cpu µs = server "
-          "process CPU per call; hdl = handler time from the server's metrics)")
+    print("  (latencies in ms; tput % = pulse req/s over the trivial server of the same kind and pool size; best % = "
+          "over the fastest trivial sync server of the run; cpu µs = server process CPU per call; hdl = handler "
+          "time from the server's metrics)")
 
 
 if __name__ == "__main__":
