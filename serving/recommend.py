@@ -20,9 +20,9 @@ popularity, and all rows in one popularity order, both built once per index; a r
 merges a few of these lists (one per boosted category, plus the popularity order for
 the categories at factor 1) and stops as soon as it has ``k`` items that pass the rules,
 so it looks at a few dozen rows instead of scoring all of them. When the rules reject
-too many rows in a row (a narrow price filter, a long exclusion list of top items), it
-falls back to scoring every row with numpy (``recommend_exhaustive``), which gives the
-same answer.
+too many rows (a narrow price filter, a long exclusion list of top items) or too many
+categories need their own list, it falls back to scoring every row with numpy
+(``recommend_exhaustive``), which gives the same answer.
 
 Scores are popularity as of ``index.as_of_ms`` (the newest event time among the
 items) times boosts. Decaying every item to the request time would multiply all
@@ -46,9 +46,9 @@ index give identical answers.
 from __future__ import annotations
 
 import heapq
-from itertools import islice
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
