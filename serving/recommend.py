@@ -45,8 +45,7 @@ index give identical answers.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from types import MappingProxyType
@@ -447,52 +446,16 @@ def row_scores(index: ItemIndex, ranking: Ranking) -> np.ndarray:
     return index.popularity * factors[index.category_codes]
 
 
-class _Overrun(Exception):
-    """The merge looked at too many rows: rank every row instead."""
-
-
-# The merge scans the popularity order for the rows of the categories at factor 1 (most
-# of them) and gives up after WALK_LIMIT rows (~0.1 ms); it also gives up after
-# MERGE_BUDGET + 4 k + (items the request excludes) candidates, or when more than
-# MAX_STREAMS categories need their own list. The request is then ranked exhaustively.
+# The categories at factor 1 (most of them) are read in the popularity order, at most
+# WALK_LIMIT rows of it (~0.2 ms); the others from their own lists, at most MAX_LISTS
+# lists and MERGE_BUDGET + 4 k + (items the request excludes) rows in all. Past a limit
+# the request is ranked exhaustively instead.
 WALK_LIMIT = 2048
 MERGE_BUDGET = 256
-MAX_STREAMS = 64
-# The categories at factor 1 are merged from their own lists, not by scanning the
-# popularity order, when the prefix filter leaves them under 1/SPARSE_SHARE of the rows.
+MAX_LISTS = 64
+# The categories at factor 1 are read from their own lists, not from the popularity
+# order, when the prefix filter leaves them under 1/SPARSE_SHARE of the rows.
 SPARSE_SHARE = 8
-
-
-def _walk(order: list[int], codes: list[int], member: list[bool]) -> Iterator[tuple[float, int]]:
-    """The rows of ``order`` whose code is a ``member``; looks at WALK_LIMIT rows at most."""
-    for row in islice(order, WALK_LIMIT):
-        if member[codes[row]]:
-            yield row
-    if len(order) > WALK_LIMIT:
-        raise _Overrun
-
-
-def _scaled(rows: Iterable[int], popularity: list[float], factor: float,
-            stream: int) -> Iterator[tuple[float, int, int]]:
-    """(-score, row, stream) for ``rows`` (in popularity order, ties by row) with score =
-    popularity times ``factor``, in (-score, row) order: products that round to the same
-    value are reordered by row."""
-    if factor == 1.0:
-        for row in rows:
-            yield -popularity[row], row, stream
-        return
-    run: list[tuple[float, int, int]] = []
-    for row in rows:
-        entry = (-(popularity[row] * factor), row, stream)
-        if run and entry[0] != run[0][0]:
-            if len(run) == 1:
-                yield run[0]
-            else:
-                yield from sorted(run)
-            run = [entry]
-        else:
-            run.append(entry)
-    yield from sorted(run)
 
 
 def _allowed(index: ItemIndex, prefix: str) -> tuple[list[bool], int]:
@@ -504,32 +467,6 @@ def _allowed(index: ItemIndex, prefix: str) -> tuple[list[bool], int]:
         ok = np.strings.startswith(index.names, prefix).tolist()
         return ok, sum(size for size, yes in zip(index.category_sizes, ok) if yes)
     return _cached(index, ("prefix", prefix), make)
-
-
-def _streams(index: ItemIndex, weights: Mapping[int, float],
-             prefix: str) -> list[Iterator[tuple[float, int]]] | None:
-    """Sorted (-score, row, stream number) streams that together hold every row the prefix filter allows,
-    each once: one per category with a factor other than 1, and the other categories'
-    rows in popularity order. None when that would take too many streams."""
-    ok, allowed = _allowed(index, prefix)
-    base = ok.copy()  # per code: merged from the popularity order (factor 1)
-    popularity, by_category, sizes = index.popularity_list, index.by_category, index.category_sizes
-    streams = []
-    for code, factor in weights.items():
-        if factor != 1.0 and ok[code]:
-            base[code] = False
-            allowed -= sizes[code]
-            streams.append(_scaled(by_category[code], popularity, factor, len(streams)))
-    if allowed * SPARSE_SHARE >= len(index):
-        streams.append(_scaled(_walk(index.order, index.code_list, base), popularity, 1.0, len(streams)))
-    elif allowed:
-        for code, yes in enumerate(base):
-            if yes and sizes[code]:
-                streams.append(_scaled(by_category[code], popularity, 1.0, len(streams)))
-    return streams if len(streams) <= MAX_STREAMS else None
-
-
-_new_tuple = tuple.__new__  # builds a Recommended in half the time its constructor takes
 
 
 def _blocked(params: RecommendParams, profile: Profile | None) -> tuple[Container[str], int]:
@@ -546,58 +483,95 @@ def _blocked(params: RecommendParams, profile: Profile | None) -> tuple[Containe
     return blocked, len(blocked)
 
 
-def _merge_top(index: ItemIndex, ranking: Ranking, params: RecommendParams,
-               profile: Profile | None) -> list[Recommended] | None:
-    """The answer's items, as ``apply_rules`` + ``top_rows`` pick them, by merging sorted
-    lists; None when that would look at too many rows."""
-    streams = _streams(index, ranking.weights or {}, params.category_prefix)
-    if streams is None:
+_new_tuple = tuple.__new__  # builds a Recommended in half the time its constructor takes
+
+
+def _select(index: ItemIndex, ranking: Ranking, params: RecommendParams,
+            profile: Profile | None) -> list[Recommended] | None:
+    """The answer's items, as ``apply_rules`` + ``top_rows`` pick them, from the sorted
+    lists of the index; None when that would read too many rows.
+
+    A category's rows are read from one list only: its own (when its factor is not 1,
+    or when the prefix filter leaves few rows) or the popularity order (the categories
+    at factor 1). The diversity cap is per category, so whether a row passes the rules
+    depends on the earlier rows of its own list only: each list gives its first k rows
+    that pass (products of a factor that round to one score are all read, and ordered by
+    row), and the best k of the union, by (-score, row), are the answer.
+    """
+    weights = ranking.weights or {}
+    ok, allowed = _allowed(index, params.category_prefix)
+    base = ok.copy()  # per code: read from the popularity order (factor 1)
+    sizes, by_category = index.category_sizes, index.by_category
+    lists: list[tuple[list[int], float, int]] = []  # (rows, factor, code)
+    for code, factor in weights.items():
+        if factor != 1.0 and ok[code]:
+            base[code] = False
+            allowed -= sizes[code]
+            if sizes[code]:
+                lists.append((by_category[code], factor, code))
+    walk = allowed * SPARSE_SHARE >= len(index)
+    if allowed and not walk:
+        lists.extend((by_category[code], 1.0, code) for code, yes in enumerate(base) if yes and sizes[code])
+    if len(lists) > MAX_LISTS:
         return None
     blocked, n_blocked = _blocked(params, profile)
-    budget = MERGE_BUDGET + 4 * params.k + n_blocked
     low, high = params.min_price, params.max_price
     priced = low is not None or high is not None
     if low is None:
         low = -np.inf
     if high is None:
         high = np.inf
-    ids, codes, prices, names = index.id_list, index.code_list, index.price_list, index.category_names
-    reason = ranking.reason
+    ids, codes, prices, popularity = index.id_list, index.code_list, index.price_list, index.popularity_list
     k, cap, exempt = params.k, params.max_per_category, index.codes.get(NO_CATEGORY)
-    items: list[Recommended] = []
-    per_category = [0] * len(names)
-    if exempt is not None:
-        per_category[exempt] = -len(index)  # never reaches the cap
-    heappop, heapreplace = heapq.heappop, heapq.heapreplace
-    try:
-        heap = [first for stream in streams for first in islice(stream, 1)]
-        heapq.heapify(heap)
-        while heap:
-            neg, row, stream = heap[0]
-            following = next(streams[stream], None)
-            if following is None:
-                heappop(heap)
-            else:
-                heapreplace(heap, following)
-            budget -= 1
-            if budget < 0:
-                return None
-            item_id = ids[row]
-            if item_id in blocked:
-                continue
-            price = prices[row]
-            if priced and not (price > 0.0 and low <= price <= high):
-                continue
+    found: list[tuple[float, int]] = []  # (-score, row)
+    if allowed and walk:
+        order = index.order
+        per_category = [0] * len(base)
+        if exempt is not None:
+            per_category[exempt] = -len(index)  # never reaches the cap
+        for row in islice(order, WALK_LIMIT):
             code = codes[row]
+            if not base[code] or ids[row] in blocked:
+                continue
+            if priced and not (low <= prices[row] <= high and prices[row] > 0.0):
+                continue
             seen = per_category[code]
             if seen >= cap:
                 continue
             per_category[code] = seen + 1
-            items.append(_new_tuple(Recommended, (item_id, -neg, reason(row, code), names[code], price)))
-            if len(items) == k:
+            found.append((-popularity[row], row))
+            if len(found) == k:
                 break
-    except _Overrun:
-        return None
+        else:
+            if len(order) > WALK_LIMIT:
+                return None
+    budget = MERGE_BUDGET + 4 * k + n_blocked
+    for rows, factor, code in lists:
+        need = k if code == exempt else min(k, cap)
+        got: list[tuple[float, int]] = []
+        for row in rows:
+            budget -= 1
+            if budget < 0:
+                return None
+            if ids[row] in blocked:
+                continue
+            if priced and not (low <= prices[row] <= high and prices[row] > 0.0):
+                continue
+            neg = -(popularity[row] * factor)
+            if len(got) >= need and neg != got[-1][0]:
+                break  # scores only go down from here
+            got.append((neg, row))
+        if len(got) > need:  # ties at the end: the lower rows
+            got.sort()
+            del got[need:]
+        found += got
+    if lists:
+        found.sort()
+    names, reason = index.category_names, ranking.reason
+    items = []
+    for neg, row in found[:k]:
+        code = codes[row]
+        items.append(_new_tuple(Recommended, (ids[row], -neg, reason(row, code), names[code], prices[row])))
     return items
 
 
@@ -613,8 +587,8 @@ def recommend(index: ItemIndex, profile: Profile | None, params: RecommendParams
 
 def recommend_exhaustive(index: ItemIndex, profile: Profile | None, params: RecommendParams, now_ms: int,
                          policy: Policy = DEFAULT_POLICY) -> Recommendations:
-    """``recommend`` by scoring every row with numpy: the reference the merge must equal,
-    and its fallback."""
+    """``recommend`` by scoring every row with numpy: the reference ``_select`` must
+    equal, and its fallback."""
     return _recommend(index, profile, params, now_ms, policy, exhaustive=True)
 
 
@@ -628,7 +602,7 @@ def _recommend(index: ItemIndex, profile: Profile | None, params: RecommendParam
     ranking = strategy.rank(index, profile, params, now_ms)
     items = None
     if ranking.scores is None and not exhaustive:
-        items = _merge_top(index, ranking, params, profile)
+        items = _select(index, ranking, params, profile)
     if items is None:
         scores = apply_rules(index, row_scores(index, ranking), params, profile)
         rows = top_rows(scores, index.category_codes, params.k, params.max_per_category,

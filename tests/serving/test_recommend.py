@@ -272,7 +272,7 @@ def test_ranking_leaves_the_index_unchanged_and_is_deterministic(index):
     assert np.array_equal(index.popularity, before)
 
 
-# -- the merge equals scoring every row -------------------------------------------------------
+# -- reading the sorted lists equals scoring every row -------------------------------------------------------
 
 def random_catalog(rng: random.Random, n: int) -> list[ItemStats]:
     """Items in nested categories (some without one), some with unknown prices, with many
@@ -324,7 +324,7 @@ def random_profile(rng: random.Random, index) -> Profile | None:
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_the_merge_equals_scoring_every_row_on_random_indexes(seed):
+def test_reading_sorted_lists_equals_scoring_every_row_on_random_indexes(seed):
     rng = random.Random(seed)
     index = build_index(random_catalog(rng, rng.choice([1, 5, 40, 300, 1500])))
     for _ in range(40):
@@ -334,11 +334,11 @@ def test_the_merge_equals_scoring_every_row_on_random_indexes(seed):
 
 
 @pytest.mark.parametrize("limits", [(1, 0), (16, 4), (100, 50)])
-def test_the_fallback_when_the_merge_gives_up_gives_the_same_answer(monkeypatch, limits):
+def test_the_fallback_when_the_lists_are_read_too_far_gives_the_same_answer(monkeypatch, limits):
     walk, budget = limits
     monkeypatch.setattr(recommend_module, "WALK_LIMIT", walk)
     monkeypatch.setattr(recommend_module, "MERGE_BUDGET", budget)
-    monkeypatch.setattr(recommend_module, "MAX_STREAMS", 2)
+    monkeypatch.setattr(recommend_module, "MAX_LISTS", 2)
     rng = random.Random(sum(limits))
     index = build_index(random_catalog(rng, 400))
     for _ in range(60):
@@ -359,6 +359,10 @@ def test_a_boost_rounding_two_popularities_to_one_score_still_breaks_the_tie_by_
     assert ids(result)[1:] == ["a-low", "z-high"]  # equal scores: by item id, as exhaustive ranking does
     assert result.items[1].score == result.items[2].score
     assert result == recommend_exhaustive(index, profile, RecommendParams(k=3), T + 5_000)
+    # the diversity cap cuts between the two: the lower item id is the one kept
+    capped = rec(index, profile, k=3, max_per_category=1)
+    assert ids(capped) == ["top", "a-low"]
+    assert capped == recommend_exhaustive(index, profile, RecommendParams(k=3, max_per_category=1), T + 5_000)
 
 
 def test_the_index_lists_rows_in_popularity_order_and_per_category(index):
