@@ -17,7 +17,7 @@ copied and patched. The scan and the decoding run in slices of ``slice_items`` r
 with a short sleep between slices, so the request threads get the GIL at least every
 slice (~0.5 ms) instead of waiting out a whole build (a full decode of 10,000 item
 records with ``decode_item`` + ``build_index`` took 50-110 ms with the GIL held). Sorting
-the rows for the request-time merge (``make_index``, ~2 ms) pauses between its steps too.
+the rows for the request-time selection (``make_index``, ~2 ms) pauses between its steps too.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class IncrementalItems:
             time.sleep(self._pause)  # let request threads take the GIL between slices
 
     def _step(self) -> None:
-        """Between the steps of ``make_index`` (sorting the rows for the merge)."""
+        """Between the steps of ``make_index`` (sorting the rows for the selection)."""
         if self._pause >= 0:
             time.sleep(self._pause)
 

@@ -17,9 +17,10 @@ strategies, at most ``max_per_category`` items of one category, top k, ties by i
 Selection. The strategies here score an item as its popularity times a factor of its
 category (``Ranking.weights``). The index keeps every category's rows sorted by
 popularity, and all rows in one popularity order, both built once per index; a request
-merges a few of these lists (one per boosted category, plus the popularity order for
-the categories at factor 1) and stops as soon as it has ``k`` items that pass the rules,
-so it looks at a few dozen rows instead of scoring all of them. When the rules reject
+reads a few of these lists (one per boosted category, plus the popularity order for
+the categories at factor 1), each only until it gave ``k`` rows that pass the rules,
+and keeps the best ``k`` of those: it looks at a few dozen rows instead of scoring all
+of them. When the rules reject
 too many rows (a narrow price filter, a long exclusion list of top items) or too many
 categories need their own list, it falls back to scoring every row with numpy
 (``recommend_exhaustive``), which gives the same answer.
@@ -85,7 +86,7 @@ class ItemIndex:
     rows: Mapping[str, int]  # item id -> row
     codes: Mapping[str, int]  # category name -> code
     names: np.ndarray  # ``category_names`` as a numpy string array (vectorized prefix tests)
-    # For the merge (``recommend``): plain lists, as per-element reads of numpy arrays cost ~10x.
+    # For the selection (``recommend``): plain lists, as per-element reads of numpy arrays cost ~10x.
     order: list[int]  # every row, best popularity first (ties: lower row first)
     by_category: tuple[list[int], ...]  # per category code: its rows in ``order``'s order
     category_sizes: list[int]  # per category code: its number of rows
@@ -117,7 +118,7 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
     ``category_codes`` indexing it. ``rows`` may be passed when the ids are those of a
     previous index (it is then reused). The arrays are taken over (made read-only).
 
-    Sorting and listing the rows for the merge takes ~2 ms for 10,000 items; ``breathe``,
+    Sorting and listing the rows for the selection takes ~2 ms for 10,000 items; ``breathe``,
     if given, is called between its steps (each under ~0.8 ms), e.g. to let request
     threads take the GIL.
     """
@@ -222,7 +223,7 @@ class Ranking(NamedTuple):
 
     Either ``weights`` (with ``scores`` None): a row scores its popularity times its
     category's factor, ``weights.get(code, 1.0)``. Factors must be positive and finite, so
-    that a category's rows keep their popularity order: ``recommend`` then merges the
+    that a category's rows keep their popularity order: ``recommend`` then reads the
     index's sorted lists. Or ``scores``: a fresh score per row (the caller may change it;
     -inf removes the row), for a strategy that scores otherwise; every row is then ranked.
     """
