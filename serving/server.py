@@ -246,7 +246,7 @@ def create_server(
     address: str,
     reader: ProfileReader,
     *,
-    max_workers: int = 8,
+    max_workers: int = 2,
     catch_up_interval_ms: int = 20,
     control: ControlPublisher | None = None,
     default_consent: bool = True,
