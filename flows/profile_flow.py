@@ -209,6 +209,12 @@ class ProfileLogic:
                 for old in item.routing.merged_from:
                     merged = st.profiles.get(old)
                     if merged is not None and old != pid and engine.active:
+                        # The record's watermark has passed for every profile it touches, the
+                        # absorbed one included: its time changes before it come first, so the
+                        # outcome does not depend on whether a heartbeat fired them earlier.
+                        if not profile.is_applied(pe.source, pe.offset):
+                            self._emit(pid, engine.advance(profile, pe.watermark_ms), write)
+                            self._emit(old, engine.advance(merged, pe.watermark_ms), write)
                         self._emit(old, engine.leave_all(merged, CAUSE_MERGED, max(merged.clock_ms, pe.watermark_ms)),
                                    write)
                     if merged is not None and profile.absorb(merged, st.policy):
