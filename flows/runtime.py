@@ -48,6 +48,19 @@ def check_state_consistent(store, recovery_dir: Path) -> None:
         )
 
 
+def open_writer_store(cfg: PulseConfig):
+    """The flow's store, refused (and closed) if it is new beside recovery snapshots."""
+    from state.store import RocksStore
+
+    store = RocksStore(cfg.store_dir)
+    try:
+        check_state_consistent(store, cfg.recovery_dir)
+    except Exception:
+        store.close()
+        raise
+    return store
+
+
 def recovery_config(directory: Path) -> RecoveryConfig:
     """Bytewax recovery in ``directory``, initialised (one partition) on first use."""
     if not directory.exists() or not any(directory.iterdir()):

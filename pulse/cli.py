@@ -46,19 +46,13 @@ def _start_metrics(host: str, port: int) -> int:
 
 
 def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
-    from flows.runtime import (check_state_consistent, ensure_topics, flow_settings, kafka_flow, processor_state,
-                               run_flow, trigger_publisher)
+    from flows.runtime import (ensure_topics, flow_settings, kafka_flow, open_writer_store, processor_state, run_flow,
+                               trigger_publisher)
     from flows.store_stats import start_store_stats
-    from state.store import RocksStore
 
     settings = flow_settings(cfg)  # fail before touching Kafka or the store if a setting is missing
     ensure_topics(cfg)
-    store = RocksStore(cfg.store_dir)
-    try:
-        check_state_consistent(store, cfg.recovery_dir)
-    except Exception:
-        store.close()
-        raise
+    store = open_writer_store(cfg)
     state = processor_state(store, settings)
     publisher = trigger_publisher(cfg, store, state)
     port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
@@ -90,20 +84,15 @@ def cmd_serve(cfg: PulseConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
-    from flows.runtime import (check_state_consistent, demo_flow, demo_trigger_publisher, example_or, flow_settings,
+    from flows.runtime import (demo_flow, demo_trigger_publisher, example_or, flow_settings, open_writer_store,
                                processor_state, run_flow)
     from serving.decisions import JsonlExposureSink
     from flows.store_stats import start_store_stats
     from serving.server import create_server
-    from state.store import RocksReader, RocksStore
+    from state.store import RocksReader
 
     settings = flow_settings(cfg, demo=True)
-    store = RocksStore(cfg.store_dir)
-    try:
-        check_state_consistent(store, cfg.recovery_dir)
-    except Exception:
-        store.close()
-        raise
+    store = open_writer_store(cfg)
     state = processor_state(store, settings)
     publisher = demo_trigger_publisher(cfg, store, state)
     exposures = JsonlExposureSink(Path(cfg.state.dir) / "exposures.jsonl")
