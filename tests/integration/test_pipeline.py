@@ -219,6 +219,24 @@ def test_event_on_kafka_reaches_get_profile_and_bad_event_reaches_dlq(kafka_boot
 HISTORY_FIELDS = ("version", "merged_from")
 
 
+def run_and_kill(env: dict[str, str], log: Path, metrics_url: str, kill_after: int) -> float:
+    """`pulse run` until it has applied ``kill_after`` events, then SIGKILL; returns how
+    many records it had replayed (skipped as already applied) by then."""
+    proc = Pulse(["run"], env, log)
+
+    def progressed():
+        try:
+            return metric(metrics_url, 'pulse_events_out_total{outcome="applied"}') >= kill_after
+        except OSError:
+            return False
+
+    wait_for(progressed, 120, f"{kill_after} events applied before the kill", interval=0.01)
+    replayed = metric(metrics_url, 'pulse_events_out_total{outcome="replayed"}')
+    proc.stop(signal.SIGKILL)
+    assert proc.proc.returncode == -signal.SIGKILL
+    return replayed
+
+
 def all_profiles(state_dir: Path) -> dict:
     store = RocksStore(state_dir / "store")
     try:
@@ -247,20 +265,9 @@ def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootst
                        PULSE_PROCESSOR_EPOCH_INTERVAL_MS="2000")
     url = f"http://127.0.0.1:{port}/metrics"
     replayed = 0
-    for kill_after in (8_000, 4_000, 4_000):
-        proc = Pulse(["run"], crashy, tmp_path / f"crash-{kill_after}.log")
-
-        def progressed():
-            try:
-                return metric(url, 'pulse_events_out_total{outcome="applied"}') >= kill_after
-            except OSError:
-                return False
-
-        wait_for(progressed, 120, f"{kill_after} events applied before the kill", interval=0.01)
+    for n, kill_after in enumerate((8_000, 4_000, 4_000)):
         # A restarted run first replays (and skips) what was applied after the last snapshot.
-        replayed += metric(url, 'pulse_events_out_total{outcome="replayed"}')
-        proc.stop(signal.SIGKILL)
-        assert proc.proc.returncode == -signal.SIGKILL
+        replayed += run_and_kill(crashy, tmp_path / f"crash-{n}.log", url, kill_after)
     final = Pulse(["run", "--exit-at-end"], crashy, tmp_path / "final.log")
     assert final.wait(300) == 0, final.text()[-3000:]
     replayed += int(re.search(r"replayed=(\d+)", final.text()).group(1))

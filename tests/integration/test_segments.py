@@ -4,7 +4,6 @@ ListSegmentMembers over gRPC, segment metrics; and exactly-once triggers across 
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from confluent_kafka import Consumer
 from operators.synthetic import ClickstreamGenerator
 from proto.pulse.v1 import pulse_pb2
 from tests.integration.test_pipeline import (REPO, Pulse, PulsePair, event, free_port, metric, produce, pulse_env,
-                                             wait_for)
+                                             run_and_kill, wait_for)
 
 pytestmark = pytest.mark.kafka
 
@@ -170,17 +169,8 @@ def test_sigkill_and_restart_lose_and_duplicate_no_trigger(kafka_bootstrap, kafk
                        PULSE_KAFKA_TRIGGERS_TOPIC=events + ".crashy-triggers",
                        PULSE_PROCESSOR_METRICS_PORT=str(port), PULSE_PROCESSOR_EPOCH_INTERVAL_MS="2000")
     url = f"http://127.0.0.1:{port}/metrics"
-    for kill_after in (6_000, 5_000, 5_000):
-        proc = Pulse(["run"], crashy, tmp_path / f"crash-{kill_after}.log")
-
-        def progressed():
-            try:
-                return metric(url, 'pulse_events_out_total{outcome="applied"}') >= kill_after
-            except OSError:
-                return False
-
-        wait_for(progressed, 120, f"{kill_after} events applied before the kill", interval=0.01)
-        proc.stop(signal.SIGKILL)
+    for n, kill_after in enumerate((6_000, 5_000, 5_000)):
+        run_and_kill(crashy, tmp_path / f"crash-{n}.log", url, kill_after)
     final = Pulse(["run", "--exit-at-end"], crashy, tmp_path / "final.log")
     assert final.wait(300) == 0, final.text()[-3000:]
     got = trigger_ids(kafka_bootstrap, events + ".crashy-triggers", len(expected))
