@@ -69,6 +69,21 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_store(cfg: PulseConfig, name: str, read):
+    """``read(reader)`` over a secondary reader of the store opened for this one read."""
+    import shutil
+
+    from state.store import RocksReader
+
+    secondary = Path(cfg.state.dir) / "readers" / f"{name}-{os.getpid()}"
+    reader = RocksReader(cfg.store_dir, secondary)
+    try:
+        return read(reader)
+    finally:
+        reader.close()
+        shutil.rmtree(secondary, ignore_errors=True)
+
+
 def _summary() -> str:
     from flows import metrics as m
 
@@ -261,25 +276,16 @@ def cmd_erase(cfg: PulseConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_export(cfg: PulseConfig, args: argparse.Namespace) -> int:
-    import shutil
-
     from serving.errors import InvalidArgument
     from serving.lookup import check_user_id
     from state.export import export_user
-    from state.store import RocksReader
 
     try:
         check_user_id(args.user, "USER")
     except InvalidArgument as exc:
         print(f"pulse: {exc.message}", file=sys.stderr)
         return 2
-    secondary = Path(cfg.state.dir) / "readers" / f"export-{os.getpid()}"
-    reader = RocksReader(cfg.store_dir, secondary)
-    try:
-        document = export_user(reader, args.user)
-    finally:
-        reader.close()
-        shutil.rmtree(secondary, ignore_errors=True)
+    document = _read_store(cfg, "export", lambda reader: export_user(reader, args.user))
     if document is None:
         print(f"pulse: nothing stored for {args.user!r} in {cfg.store_dir}", file=sys.stderr)
         return 2
@@ -300,29 +306,20 @@ def cmd_segments_check(cfg: PulseConfig, args: argparse.Namespace) -> int:
 
 def cmd_segments_explain(cfg: PulseConfig, args: argparse.Namespace) -> int:
     """Why a stored profile is (not) in a segment: each term of the condition, its value."""
-    import shutil
-    import tempfile
-
     from flows.runtime import segment_set
-    from state.export import resolve
-    from state.store import RocksReader, StoreNotReady
+    from serving.lookup import find_profile
+    from state.store import StoreNotReady
 
     segset = segment_set(cfg, demo=args.demo)
     if args.segment not in segset.by_id:
         print(f"pulse: no segment {args.segment!r} in {cfg.segments.path or 'the example segments'}", file=sys.stderr)
         return 2
-    secondary = Path(tempfile.mkdtemp(prefix="pulse-explain-"))
-    reader = RocksReader(cfg.store_dir, secondary)
     try:
-        try:
-            pid = resolve(reader, args.user)
-            profile = None if pid is None else reader.get(pid)
-        except StoreNotReady as exc:
-            print(f"pulse: {exc}", file=sys.stderr)
-            return 2
-    finally:
-        reader.close()
-        shutil.rmtree(secondary, ignore_errors=True)
+        found = _read_store(cfg, "explain", lambda reader: find_profile(reader, args.user))
+    except StoreNotReady as exc:
+        print(f"pulse: {exc}", file=sys.stderr)
+        return 2
+    profile = None if found is None else found[1]
     if profile is None:
         print(f"pulse: nothing stored for {args.user!r} in {cfg.store_dir}", file=sys.stderr)
         return 2
@@ -340,30 +337,22 @@ def cmd_segments_explain(cfg: PulseConfig, args: argparse.Namespace) -> int:
 
 def cmd_experiments_report(cfg: PulseConfig, args: argparse.Namespace) -> int:
     """Per-variant results with the statistics, and a PNG of the uplift over time."""
-    import shutil
-    import tempfile
-
     from flows.runtime import experiment_set
     from operators.experiment_report import analyze, render
     from pulse.plot import LineChart
     from state.experiment_totals import daily_totals
-    from state.store import RocksReader, StoreNotReady
+    from state.store import StoreNotReady
 
     exp = experiment_set(cfg, demo=args.demo).by_id.get(args.experiment)
     if exp is None:
         print(f"pulse: no experiment {args.experiment!r} in {cfg.experiments.path or 'the example experiments'}",
               file=sys.stderr)
         return 2
-    secondary = Path(tempfile.mkdtemp(prefix="pulse-report-"))
-    reader = RocksReader(cfg.store_dir, secondary)
     try:
-        daily = daily_totals(reader, exp.id)
+        daily = _read_store(cfg, "report", lambda reader: daily_totals(reader, exp.id))
     except StoreNotReady as exc:
         print(f"pulse: {exc}", file=sys.stderr)
         return 2
-    finally:
-        reader.close()
-        shutil.rmtree(secondary, ignore_errors=True)
     report = analyze(exp, daily, alpha=args.alpha)
     print(render(report))
     primary = [c for c in report.comparisons if c.metric == exp.metric and c.history]
