@@ -112,15 +112,6 @@ class ItemTable:
         self._pinned = {k: s for k, s in self._pinned.items() if s not in seqs}
 
 
-def plan_requirements(plan: FeaturePlan) -> list:
-    """Requirements equivalent to ``plan`` (to build a plan that covers it and more)."""
-    out = []
-    for key, spec in plan.specs.items():
-        out.extend((spec, w, None) for w in plan.windows.get(key, ()))
-    out.extend((plan.specs[key], w, attr) for (key, _res, attr), w in plan._keep_d.items())
-    return out
-
-
 class Timers:
     """When each profile next needs a look because time alone may change a segment.
 
@@ -223,7 +214,7 @@ class ProcessorState:
         if segments.segments or extra_requirements:
             # Content rules (served from the store) read counters too: the flow keeps them.
             plan = segments.plan if not extra_requirements else FeaturePlan(
-                [*plan_requirements(segments.plan), *extra_requirements])
+                [*segments.plan.requirements, *extra_requirements])
             policy = dataclasses.replace(policy, plan=plan)
         self.policy = policy
         self.segments = segments

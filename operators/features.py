@@ -185,6 +185,8 @@ class FeaturePlan:
     """
 
     def __init__(self, requirements: Iterable[Requirement]) -> None:
+        requirements = tuple(requirements)
+        self.requirements = requirements  # as given: a plan for more needs starts from these
         self.specs: dict[str, SeriesSpec] = {}
         need: dict[str, set[tuple[int, str]]] = {}  # key -> {(window, distinct attr or "")}
         base = [(SeriesSpec(t), None, None) for t in ("any", *EVENT_TYPES)]
