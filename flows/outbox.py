@@ -30,12 +30,16 @@ class OutboxPublisher:
     def __init__(self, store: RocksStore, bootstrap_servers: str, topic: str,
                  producer_config: Mapping[str, str] | None = None, *, batch: int = 5000,
                  idle_wait_s: float = 0.05) -> None:
-        self._store = store
         self._topic = topic
-        self._batch = batch
-        self._idle_wait = idle_wait_s
         self._producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": "true",
                                    "linger.ms": "0", **dict(producer_config or {})})
+        self._init_drain(store, batch, idle_wait_s)
+
+    def _init_drain(self, store: RocksStore, batch: int, idle_wait_s: float) -> None:
+        """The drain's own state, whatever the destination."""
+        self._store = store
+        self._batch = batch
+        self._idle_wait = idle_wait_s
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pulse-outbox", daemon=True)
@@ -126,16 +130,9 @@ class OutboxPublisher:
 class JsonlOutboxPublisher(OutboxPublisher):
     """The demo's outbox drain: triggers appended to a JSON-lines file instead of Kafka."""
 
-    def __init__(self, store: RocksStore, path, **kwargs) -> None:
+    def __init__(self, store: RocksStore, path, *, batch: int = 5000, idle_wait_s: float = 0.05) -> None:
         self._path = path
-        self._store = store
-        self._batch = kwargs.get("batch", 5000)
-        self._idle_wait = kwargs.get("idle_wait_s", 0.05)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="pulse-outbox", daemon=True)
-        self.published = 0
-        self._cursor = b"o"
+        self._init_drain(store, batch, idle_wait_s)
 
     def _send(self, rows):
         with open(self._path, "ab") as fh:
