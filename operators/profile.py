@@ -29,18 +29,24 @@ True
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from operators.events import Event
 from operators.features import FeaturePlan, WindowedCounters
 
-RECORD_VERSION = 3
+RECORD_VERSION = 4
+READABLE_VERSIONS = (3, 4)  # v3 lacks the model fields below; they start empty
 MAX_CATEGORIES = 50
 MAX_CART_LINES = 100
 MAX_CART_OPS = 20
 MAX_MERGED_FROM = 50
 MAX_PURCHASED = 200
+MAX_BRANDS = 50
+MAX_RECENT = 10
+
+_PRODUCT_TYPES = frozenset(("product_view", "add_to_cart", "purchase"))
 
 # Outcomes of Profile.apply (metric label values).
 APPLIED = "applied"
@@ -106,6 +112,15 @@ class Profile:
     experiments: dict[str, list] = field(default_factory=dict)
     recent_orders: list[list] = field(default_factory=list)
     last_engaged_ms: int = 0
+    # Models (operators.models, operators.reco): pending delayed-label examples, model name ->
+    # [created ms, deadline ms, score given then, features]; the user's latent factors
+    # (empty until learnt); brand interaction counts; the last product interactions
+    # [[event time, item id, event type], ...] oldest first; price taste [sum log price, n].
+    labels: dict[str, list] = field(default_factory=dict)
+    factors: list[float] = field(default_factory=list)
+    brands: dict[str, int] = field(default_factory=dict)
+    recent: list[list] = field(default_factory=list)
+    price_taste: list[float] = field(default_factory=lambda: [0.0, 0])
     # The cart view, computed on first read after a change (segment conditions read it per event).
     _cart_view: dict | None = field(default=None, init=False, repr=False, compare=False)
     # What the last applied event changed, for segment evaluation: attribute names, and
@@ -187,6 +202,12 @@ class Profile:
         self.counters = WindowedCounters()
         self.recent_orders = []
         self.last_engaged_ms = 0
+        self.labels = {}
+        self.factors = []
+        self.brands = {}
+        self.recent = []
+        self.price_taste = [0.0, 0]
+        self.scores = {}
 
     def _apply_behaviour(self, event: Event) -> None:
         etype = event.type
@@ -217,9 +238,16 @@ class Profile:
             if current is None or ts >= current[1]:
                 self.traits[name] = [value, ts]
                 changed.add("trait")
+        product = etype in _PRODUCT_TYPES
         for line in event.items:
             if line.category is not None:
                 self._count_category(line.category, line.quantity if etype == "purchase" else 1)
+            if product:
+                if line.brand is not None:
+                    self._count_brand(line.brand, 1)
+                if line.price > 0:
+                    self.price_taste = [self.price_taste[0] + math.log(line.price), self.price_taste[1] + 1]
+                self._recent(ts, line.item_id, etype)
         if etype in ("add_to_cart", "remove_from_cart", "purchase"):
             changed.update(("cart_items", "cart_value"))
         if etype == "purchase":
@@ -267,6 +295,13 @@ class Profile:
                 self._cart_op(item_id, ts, delta, None, None)
         for category, n in other.categories.items():
             self._count_category(category, n)
+        for brand, n in other.brands.items():
+            self._count_brand(brand, n)
+        for ts, item_id, etype in other.recent:
+            self._recent(ts, item_id, etype)
+        self.price_taste = [self.price_taste[0] + other.price_taste[0], self.price_taste[1] + other.price_taste[1]]
+        if not self.factors:
+            self.factors = list(other.factors)
         for item_id, ts in other.purchased.items():
             self._bought(item_id, ts)
         for digest, ts in other.seen.items():
@@ -297,6 +332,30 @@ class Profile:
         self.merged_from = sorted(merged)[:MAX_MERGED_FROM]
         self.version += other.version + 1
         return True
+
+    def _count_brand(self, brand: str, weight: int) -> None:
+        brands = self.brands
+        if brand not in brands and len(brands) >= MAX_BRANDS:
+            del brands[min(brands.items(), key=lambda kv: (kv[1], kv[0]))[0]]
+        brands[brand] = brands.get(brand, 0) + weight
+
+    def _recent(self, ts: int, item_id: str, etype: str) -> None:
+        """Keep the ``MAX_RECENT`` newest product interactions, by event time (ties by item
+        and type): the same list whatever order the events arrive in."""
+        entry = [ts, item_id, etype]
+        recent = self.recent
+        if len(recent) >= MAX_RECENT and entry <= recent[0]:
+            return
+        recent.append(entry)
+        recent.sort()
+        if len(recent) > MAX_RECENT:
+            del recent[0]
+
+    def interactions(self) -> int:
+        """Product interactions so far (views, cart additions, purchases): how much
+        recommendation models know about this user."""
+        c = self.counts
+        return c.get("product_view", 0) + c.get("add_to_cart", 0) + c.get("purchase", 0)
 
     def top_categories(self, n: int = 5) -> list[tuple[str, int]]:
         return sorted(self.categories.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
@@ -425,12 +484,17 @@ class Profile:
             "experiments": self.experiments,
             "recent_orders": self.recent_orders,
             "last_engaged_ms": self.last_engaged_ms,
+            "labels": self.labels,
+            "factors": self.factors,
+            "brands": self.brands,
+            "recent": self.recent,
+            "price_taste": self.price_taste,
         }
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> Profile:
-        if rec.get("v") != RECORD_VERSION:
-            raise ProfileRecordError(f"profile record version {rec.get('v')!r}, expected {RECORD_VERSION}")
+        if rec.get("v") not in READABLE_VERSIONS:
+            raise ProfileRecordError(f"profile record version {rec.get('v')!r}, expected one of {READABLE_VERSIONS}")
         try:
             return cls(
                 profile_id=rec["id"],
@@ -459,6 +523,11 @@ class Profile:
                 experiments=rec["experiments"],
                 recent_orders=rec["recent_orders"],
                 last_engaged_ms=rec["last_engaged_ms"],
+                labels=rec.get("labels", {}),
+                factors=rec.get("factors", []),
+                brands=rec.get("brands", {}),
+                recent=rec.get("recent", []),
+                price_taste=rec.get("price_taste", [0.0, 0]),
             )
         except KeyError as exc:
             raise ProfileRecordError(f"profile record lacks field {exc.args[0]!r}") from exc
