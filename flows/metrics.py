@@ -123,3 +123,13 @@ def experiment_gauges(experiment: str, variant: str, change) -> None:
         EXPERIMENT_CONVERSIONS.labels(experiment, variant).inc(change.converted)
     if change.revenue:
         EXPERIMENT_REVENUE.labels(experiment, variant).inc(change.revenue)
+
+# --- models (issue 5) -----------------------------------------------------------------------
+MODEL_EXAMPLES = Counter("pulse_model_examples_total",
+                         "Delayed-label examples learnt, per model and label (1: the outcome happened)",
+                         ["model", "label"])
+MODEL_AUC = Gauge("pulse_model_roc_auc",
+                  "Rolling ROC AUC of each model's scores, progressive validation (scored before learnt)", ["model"])
+MODEL_LOG_LOSS = Gauge("pulse_model_log_loss", "Rolling log loss of each model's scores (progressive validation)",
+                       ["model"])
+MODEL_DRIFTS = Counter("pulse_model_drifts_total", "Drifts detected in each model's error stream", ["model"])

@@ -233,7 +233,7 @@ class ProfileLogic:
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 if outcome == APPLIED:
                     dirty.add(pid)
-                    self._items(pe.event, dirty_items, write.write_seq)
+                    self._items(profile, pe.event, dirty_items, write.write_seq)
                     if write.oldest_ingest_ms == 0 or pe.ingest_ms < write.oldest_ingest_ms:
                         write.oldest_ingest_ms = pe.ingest_ms
                     write.newest_event_ms = max(write.newest_event_ms, pe.event.ts_ms)
@@ -249,7 +249,8 @@ class ProfileLogic:
                 profile.compact(st.policy)
                 write.profiles[pid] = encode_profile(profile)
                 st.profiles.changed(pid, write.write_seq)
-                self._schedule(pid, profile.next_check_ms, write)
+                self._schedule(pid, self._wake(profile), write)
+            st.learner.maybe_save(write.raw, force=st.clocks.all_finished())
             if sources:
                 write.raw.update(st.clocks.meta(sources))
             if write.triggers:
@@ -323,7 +324,7 @@ class ProfileLogic:
             total += len(triggers)
             if (profile.segments, profile.next_check_ms) != before:
                 write.profiles[pid] = encode_profile(profile)
-                self._schedule(pid, profile.next_check_ms, write)
+                self._schedule(pid, self._wake(profile), write)
             if len(write.profiles) >= chunk:
                 write.raw[meta_key(OUTBOX_SEQ_META)] = encode_ms(st.outbox_seq)
                 flush()
@@ -402,7 +403,7 @@ class ProfileLogic:
         if floor is None:
             return
         m.WATERMARK_LAG.set(max(0.0, time.time() - floor / 1000))
-        if not st.engine.active:
+        if not (st.engine.active or st.learner.active):
             return
         for pid in st.timers.due(floor):
             profile = st.profiles.get(pid)
@@ -410,7 +411,9 @@ class ProfileLogic:
                 self._unschedule(pid, write)
                 continue
             st.profiles.changed(pid, write.write_seq)
-            self._emit(pid, st.engine.advance(profile, floor), write)
+            if st.engine.active:
+                self._emit(pid, st.engine.advance(profile, floor), write)
+            st.learner.advance(profile, floor)
             dirty.add(pid)
 
     def _emit(self, pid: str, triggers: list, write: StoreWrite) -> None:
@@ -428,6 +431,14 @@ class ProfileLogic:
                                                           else None)
             write.triggers.append(trig)
 
+    def _wake(self, profile) -> int | None:
+        """The profile's next timer: its next segment instant or model label deadline."""
+        at = profile.next_check_ms
+        deadline = self._state.learner.next_deadline(profile)
+        if deadline is not None and (at is None or deadline < at):
+            return deadline
+        return at
+
     def _schedule(self, pid: str, at: int | None, write: StoreWrite) -> None:
         timers = self._state.timers
         old = timers.get(pid)
@@ -442,15 +453,19 @@ class ProfileLogic:
     def _unschedule(self, pid: str, write: StoreWrite) -> None:
         self._schedule(pid, None, write)
 
-    def _items(self, event, dirty_items: set[str], write_seq: int) -> None:
-        """Item popularity from applied (hence deduplicated, consented) behaviour."""
-        if event.type not in WEIGHTS:
-            return
-        for line in event.items:
-            self._state.items.changed(line.item_id, write_seq)  # pinned before the next load can evict it
-            self._state.items.get(line.item_id).observe(event.type, event.ts_ms, quantity=line.quantity,
-                                                        category=line.category, price=line.price)
-            dirty_items.add(line.item_id)
+    def _items(self, profile, event, dirty_items: set[str], write_seq: int) -> None:
+        """Item popularity from applied (hence deduplicated, consented) behaviour, then
+        what the event teaches the models (``flows.learning``)."""
+        st = self._state
+        items = st.items
+        if event.type in WEIGHTS:
+            for line in event.items:
+                items.changed(line.item_id, write_seq)  # pinned before the next load can evict it
+                items.get(line.item_id).observe(event.type, event.ts_ms, quantity=line.quantity,
+                                                category=line.category, price=line.price, brand=line.brand)
+                dirty_items.add(line.item_id)
+        if st.learner.active:
+            dirty_items |= st.learner.on_event(profile, event, _PinnedItems(items, write_seq))
 
     def _identity(self, item: Routed, write: StoreWrite) -> None:
         r = item.routing
@@ -480,6 +495,20 @@ class ProfileLogic:
             "erased_ms": int(time.time() * 1000),
         })
         m.ERASURES.inc()
+
+
+class _PinnedItems:
+    """``ItemTable.get`` that pins each item for the batch first (a later load in the same
+    batch must not evict an item the model step changed)."""
+
+    __slots__ = ("_items", "_seq")
+
+    def __init__(self, items, seq: int) -> None:
+        self._items, self._seq = items, seq
+
+    def get(self, item_id: str):
+        self._items.changed(item_id, self._seq)
+        return self._items.get(item_id)
 
 
 class _StorePartition(StatelessSinkPartition[StoreWrite]):
@@ -544,6 +573,7 @@ def build_flow(
     lateness_ms: int = 10 * 60_000,
     experiments=None,
     state: ProcessorState | None = None,
+    learner=None,
 ) -> Dataflow:
     """The profile flow over ``source``; invalid records go to ``dlq_sink``; erase
     requests come from ``control`` and their records go to ``erasure_sink``. Segment
@@ -551,7 +581,7 @@ def build_flow(
     if state is None:
         state = ProcessorState(store, policy=policy or Policy(), max_aliases=max_aliases,
                                cache_profiles=cache_profiles, segments=segments, lateness_ms=lateness_ms,
-                               pii_key=options.pii_key, experiments=experiments)
+                               pii_key=options.pii_key, experiments=experiments, learner=learner)
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)
     parsed = op.flat_map_batch("parse", raw, lambda batch: parse_batch(batch, options, state))

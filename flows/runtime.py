@@ -3,7 +3,9 @@ demo pipeline (`pulse demo`), with Bytewax recovery and the processor's /metrics
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
+from flows.learning import Learner
 from flows.kafka_io import KafkaControlSource, KafkaDeadLetterSink, KafkaErasureSink, KafkaEventSource
 from flows.outbox import JsonlOutboxPublisher, OutboxPublisher
 from flows.profile_flow import ProfileLogic, build_flow
@@ -23,9 +26,14 @@ from operators.events import ParseOptions
 from operators.profile import Policy
 from operators.content import load_catalog
 from operators.experiments import ExperimentSet, load_experiments
+from operators.items import load_catalog as load_item_records
+from operators.models import ModelsConfig as OperatorModelsConfig
 from operators.segments import SegmentSet, empty, load_segments
-from pulse.config import PulseConfig
-from state.store import ProfileStore
+from pulse.config import ModelsConfig, PulseConfig
+from state.codec import encode_item
+from state.store import ProfileStore, meta_key
+
+ITEM_CATALOG_META = "item_catalog"  # sha256 of the catalog file last applied
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +153,7 @@ def flow_settings(cfg: PulseConfig, *, demo: bool = False) -> dict:
         "lateness_ms": cfg.processor.lateness_ms,
         "content_requirements": content_requirements(cfg, demo=demo),
         "experiments": experiment_set(cfg, demo=demo),
+        "models": cfg.models,
     }
 
 
@@ -167,9 +176,44 @@ def processor_state(store: ProfileStore, settings: dict) -> ProcessorState:
                            cache_profiles=settings["cache_profiles"], segments=settings["segments"],
                            lateness_ms=settings["lateness_ms"], pii_key=settings["options"].pii_key,
                            extra_requirements=settings["content_requirements"],
-                           experiments=settings["experiments"])
+                           experiments=settings["experiments"], learner=learner(store, settings.get("models")))
     ProfileLogic(state).backfill()
+    models = settings.get("models")
+    if models is not None and models.catalog_path:
+        load_item_catalog(store, state, models.catalog_path)
     return state
+
+
+def load_item_catalog(store: ProfileStore, state: ProcessorState, path: str) -> int:
+    """Apply the JSONL item catalog at ``path`` to the stored items, as of the file's
+    modification time (events newer than that still win), unless this very file was
+    applied before. Returns the items written. A bad line fails the start
+    (``CatalogError`` names the file and line)."""
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if store.get_meta(ITEM_CATALOG_META) == digest.encode():
+        return 0
+    records = load_item_records(path)
+    at_ms = int(os.stat(path).st_mtime * 1000)
+    written = {}
+    for rec in records:
+        stats = state.items.get(rec["item_id"])
+        stats.apply_catalog(rec, at_ms)
+        written[rec["item_id"]] = encode_item(stats)
+    store.apply({}, items=written, raw={meta_key(ITEM_CATALOG_META): digest.encode()})
+    log.info("item catalog %s: %d items applied (as of %d)", path, len(written), at_ms)
+    return len(written)
+
+
+def learner(store: ProfileStore, cfg: ModelsConfig | None) -> Learner:
+    """The model step's learner (models resumed from the store), or an inactive one."""
+    if cfg is None or not cfg.enabled:
+        return Learner(None, None)
+    config = OperatorModelsConfig(propensity_horizon_ms=int(cfg.propensity_horizon_minutes * 60_000),
+                                  churn_days=cfg.churn_days, drift_policy=cfg.drift_policy,
+                                  retrain_examples=cfg.retrain_examples, metric_window=cfg.metric_window)
+    return Learner.load(store, config, dim=cfg.factors, learning_rate=cfg.factor_learning_rate, negatives=cfg.negatives,
+                        save_interval_s=cfg.save_interval_s)
 
 
 def kafka_flow(cfg: PulseConfig, store: ProfileStore, *, tail: bool = True,

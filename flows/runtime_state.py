@@ -24,6 +24,7 @@ from operators.features import FeaturePlan
 from operators.segments import SegmentSet, empty
 from operators.triggers import SegmentEngine
 from flows import metrics as m
+from flows.learning import Learner
 from state.store import ProfileStore, encode_ms, members_prefix, meta_key, parse_experiment_key, parse_timer_key
 
 WATERMARK_META = "wm/"  # + source: the highest event time processed from it
@@ -190,18 +191,23 @@ class Clocks:
             return min(live)
         return max(self.processed.values()) if self.processed else None
 
+    def all_finished(self) -> bool:
+        """Every source seen has ended (a bounded input was read to its end)."""
+        return bool(self.processed) and all(s in self.finished for s in self.processed)
+
     def meta(self, sources) -> dict[bytes, bytes]:
         return {meta_key(WATERMARK_META + s): encode_ms(self.processed[s]) for s in sources}
 
 
 class ProcessorState:
     """What the profile step shares: store, caches, identity index, privacy policy,
-    segment engine, timers and clocks."""
+    segment engine, model learner, timers and clocks."""
 
     def __init__(self, store: ProfileStore, *, policy: Policy, max_aliases: int, cache_profiles: int,
                  segments: SegmentSet | None = None, lateness_ms: int = 10 * 60_000, pii_key: bytes = b"",
-                 extra_requirements: tuple = (), experiments=None) -> None:
+                 extra_requirements: tuple = (), experiments=None, learner: Learner | None = None) -> None:
         self.store = store
+        self.learner = learner if learner is not None else Learner(None, None)
         self.experiments = experiments if experiments is not None else ExperimentSet()
         self.experiment_by_id = self.experiments.by_id
         self.experiment_totals: dict[tuple[str, str, int], Totals] = {}

@@ -24,7 +24,7 @@ experiments:
       - {id: personal, weight: 0.5}
 ```
 
-A variant may name ``strategy`` (recommendations: ``personal`` or ``popular``) or
+A variant may name ``strategy`` (recommendations: ``hybrid``, ``personal`` or ``popular``) or
 ``module`` (a content slot: force that module); the control variant gets the non-personal
 experience. Weights must sum to 1.
 
@@ -58,7 +58,7 @@ import yaml
 
 SURFACE_RECOMMENDATIONS = "recommendations"
 METRICS = ("conversion", "revenue", "click_through")
-STRATEGIES = ("personal", "popular")
+STRATEGIES = ("hybrid", "personal", "popular")
 _ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}

@@ -373,6 +373,30 @@ def cmd_experiments_report(cfg: PulseConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_status(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    """The models' progressive-validation figures, as the processor last saved them."""
+    from flows.learning import MODELS_STATUS_META
+    from pulse.status import render_models
+    from state.store import StoreNotReady
+
+    try:
+        raw = _read_store(cfg, "models", lambda reader: reader.get_meta(MODELS_STATUS_META))
+    except StoreNotReady as exc:
+        print(f"pulse: {exc}", file=sys.stderr)
+        return 2
+    if raw is None:
+        print("pulse: no model status in the store yet: the processor saves it every "
+              f"models.save_interval_s ({cfg.models.save_interval_s:g} s) once models have learnt "
+              "(is models.enabled true and are events flowing?)", file=sys.stderr)
+        return 1
+    doc = json.loads(raw)
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        print(render_models(doc))
+    return 0
+
+
 def cmd_config(cfg: PulseConfig, args: argparse.Namespace) -> int:
     print(json.dumps(dataclasses.asdict(cfg), indent=2, default=dict))
     return 0
@@ -433,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--alpha", type=float, default=0.05)
     q.add_argument("--demo", action="store_true", help="use the example experiments when experiments.path is empty")
     q.set_defaults(func=cmd_experiments_report)
+    p = sub.add_parser("models", help="online models (propensity, churn)")
+    mod_sub = p.add_subparsers(dest="models_command", required=True)
+    q = mod_sub.add_parser("status", help="rolling ROC AUC, log loss, examples and drifts per model")
+    q.add_argument("--json", action="store_true", help="print the stored status as JSON")
+    q.set_defaults(func=cmd_models_status)
     p = sub.add_parser("config", help="print the effective configuration")
     p.set_defaults(func=cmd_config)
     return parser
@@ -456,13 +485,17 @@ def main(argv: list[str] | None = None) -> int:
 
         from operators.content import ContentError
         from operators.experiments import ExperimentError
+        from operators.items import CatalogError
         from operators.segments import SegmentError
 
-        if isinstance(exc, (SegmentError, ContentError, ExperimentError)):
+        if isinstance(exc, (SegmentError, ContentError, ExperimentError, CatalogError)):
             what = {SegmentError: "segment definition", ContentError: "content catalog",
-                    ExperimentError: "experiment definition"}[type(exc)]
+                    ExperimentError: "experiment definition", CatalogError: "item catalog"}[type(exc)]
             print(f"pulse: bad {what}: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, FileNotFoundError) and exc.filename:
+            print(f"pulse: {exc.strerror}: {exc.filename}", file=sys.stderr)
+            return 1
         if isinstance(exc, (TopicError, StoreError, ConfigurationMissing, ConfigError)):
             print(f"pulse: {exc}", file=sys.stderr)
             return 1

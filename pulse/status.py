@@ -259,10 +259,43 @@ def _processor_lines(first: Snapshot | None, snap: Snapshot) -> list[str]:
         lines.append(f"  triggers     {_n(snap.total('pulse_triggers_published_total'))} published · outbox "
                      f"{_n(snap.total('pulse_outbox_depth'))} waiting · segment clock "
                      f"{_secs(lag) if lag is not None else 'n/a'} behind")
+    aucs = {labels.get("model", "?"): v for labels, v in snap.series("pulse_model_roc_auc")}
+    if aucs:
+        losses = {labels.get("model", "?"): v for labels, v in snap.series("pulse_model_log_loss")}
+        drifts = {labels.get("model", "?"): v for labels, v in snap.series("pulse_model_drifts_total")}
+        lines.append("  models       " + " · ".join(
+            f"{name} AUC {aucs[name]:.3f} log loss {losses.get(name, math.nan):.3f} drifts {_n(drifts.get(name, 0))}"
+            for name in sorted(aucs)))
     errors = snap.total("pulse_source_errors_total")
     if errors:
         lines.append(f"  source errors {_n(errors)} (see the processor's log)")
     return lines
+
+
+def render_models(doc: dict, now_ms: int | None = None) -> str:
+    """``pulse models status``: one line per model from the stored status (``flows.learning``).
+
+    >>> print(render_models({"saved_ms": 1000, "models": {"propensity": {"kind": "purchase",
+    ...     "horizon_ms": 1800000, "examples": 1200, "positives": 300, "roc_auc": 0.8123,
+    ...     "log_loss": 0.4567, "drifts": 1, "last_drift_ms": 500, "policy": "reset"}}}, now_ms=61000))
+    saved 60 s ago
+    model        horizon   examples  positives  ROC AUC  log loss  drifts  last drift (event time)
+    propensity   30m           1200        300    0.812     0.457       1  1970-01-01T00:00:00Z
+    """
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    lines = [f"saved {max(0, now - doc.get('saved_ms', now)) / 1000:.0f} s ago",
+             f"{'model':<12} {'horizon':<8} {'examples':>9} {'positives':>10} {'ROC AUC':>8} {'log loss':>9} "
+             f"{'drifts':>7}  last drift (event time)"]
+    for name, st in sorted(doc.get("models", {}).items()):
+        horizon = st.get("horizon_ms", 0)
+        text = f"{horizon // 86_400_000}d" if horizon % 86_400_000 == 0 else f"{horizon // 60_000}m"
+        auc = "n/a" if st.get("roc_auc") is None else f"{st['roc_auc']:.3f}"
+        loss = "n/a" if st.get("log_loss") is None else f"{st['log_loss']:.3f}"
+        last = st.get("last_drift_ms")
+        when = "-" if not last else datetime.fromtimestamp(last / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines.append(f"{name:<12} {text:<8} {st.get('examples', 0):>9} {st.get('positives', 0):>10} {auc:>8} "
+                     f"{loss:>9} {st.get('drifts', 0):>7}  {when}")
+    return "\n".join(lines)
 
 
 def _serving_lines(first: Snapshot | None, snap: Snapshot) -> list[str]:

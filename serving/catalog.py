@@ -30,8 +30,9 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 
-from operators.items import RECORD_VERSION
+from operators.items import READABLE_VERSIONS
 from serving.errors import StoreUnavailable
+from serving.hybrid import ItemExtras
 from serving.recommend import NO_CATEGORY, ItemIndex, make_index
 from state.codec import StateCodecError
 from state.store import StoreNotReady, item_key
@@ -43,15 +44,17 @@ DEFAULT_SLICE_ITEMS = 1000
 DEFAULT_PAUSE_S = 0.0002
 
 
-def _fields(raw: bytes) -> tuple[str, str, float, float, int]:
-    """(item id, category, price, score, ref_ms) of an item record, as ``build_index`` reads
-    an ``ItemStats`` (no category: NO_CATEGORY, unknown price: 0.0), without building one."""
+def _fields(raw: bytes) -> tuple[str, str, float, float, int, float, int, ItemExtras]:
+    """(item id, category, price, score, ref_ms, trend, trend_ref_ms, extras) of an item
+    record, as ``build_index`` reads an ``ItemStats`` (no category: NO_CATEGORY, unknown
+    price: 0.0), without building one."""
     try:
         rec = orjson.loads(raw)
-        if rec.get("v") != RECORD_VERSION:
-            raise ValueError(f"item record version {rec.get('v')!r}, expected {RECORD_VERSION}")
+        if rec.get("v") not in READABLE_VERSIONS:
+            raise ValueError(f"item record version {rec.get('v')!r}, expected one of {READABLE_VERSIONS}")
+        extras = ItemExtras(rec.get("brand"), rec.get("factors") or (), rec.get("neighbors") or {}, rec.get("in_stock"))
         return (rec["item_id"], rec["category"] or NO_CATEGORY, float(rec["price"] or 0.0), float(rec["score"]),
-                int(rec["ref_ms"]))
+                int(rec["ref_ms"]), float(rec.get("trend", 0.0)), int(rec.get("trend_ref_ms", 0)), extras)
     except (orjson.JSONDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise StateCodecError(f"undecodable item record ({len(raw)} bytes): {exc}") from exc
 
@@ -74,6 +77,9 @@ class IncrementalItems:
         self._cats: list[str] = []  # category per row
         self._scores = np.empty(0, np.float64)
         self._refs = np.empty(0, np.int64)
+        self._trends = np.empty(0, np.float64)
+        self._trend_refs = np.empty(0, np.int64)
+        self._extras: list[ItemExtras] = []
         self._index: ItemIndex | None = None
         self.decoded = 0  # records decoded by the last build (tests, logs)
 
@@ -109,24 +115,28 @@ class IncrementalItems:
         if not changed:
             return prev
         prices, scores, refs = prev.prices.copy(), self._scores.copy(), self._refs.copy()
+        trends, trend_refs, extras = self._trends.copy(), self._trend_refs.copy(), self._extras.copy()
         cats = self._cats.copy()
         ids = prev.ids
         recode = False
         for n, row in enumerate(changed, 1):
-            item_id, category, price, score, ref = _fields(raws[row])
+            item_id, category, price, score, ref, trend, trend_ref, extra = _fields(raws[row])
             if item_id != ids[row]:  # a record stored under another key: rebuild from scratch
                 return self._full(self._keys, raws)
             if category != cats[row]:
                 cats[row] = category
                 recode = True
             prices[row], scores[row], refs[row] = price, score, ref
+            trends[row], trend_refs[row], extras[row] = trend, trend_ref, extra
             self._breathe(n)
         if recode:
             names, codes = self._codes(cats)
         else:
             names, codes = prev.category_names, prev.category_codes.copy()
         self._cats, self._scores, self._refs = cats, scores, refs
-        return make_index(ids, codes, names, prices, scores, refs, rows=prev.rows, breathe=self._step)
+        self._trends, self._trend_refs, self._extras = trends, trend_refs, extras
+        return make_index(ids, codes, names, prices, scores, refs, rows=prev.rows, breathe=self._step,
+                          trends=trends, trend_refs=trend_refs, extras=extras)
 
     def _full(self, keys: list[bytes], raws: list[bytes]) -> ItemIndex:
         """Items appeared or went: new rows, reusing the fields of records that did not change."""
@@ -135,8 +145,8 @@ class IncrementalItems:
         prev = self._index
         if prev is not None:  # per-element numpy reads cost ~10x a list's
             old = list(zip(prev.ids.tolist(), old_cats, prev.prices.tolist(), self._scores.tolist(),
-                           self._refs.tolist()))
-        fields: list[tuple[str, str, float, float, int]] = []
+                           self._refs.tolist(), self._trends.tolist(), self._trend_refs.tolist(), self._extras))
+        fields: list[tuple] = []
         decoded = 0
         for n, (key, raw) in enumerate(zip(keys, raws), 1):
             row = before.get(key)
@@ -155,12 +165,17 @@ class IncrementalItems:
         prices = np.fromiter((f[2] for f in fields), np.float64, n)
         scores = np.fromiter((f[3] for f in fields), np.float64, n)
         refs = np.fromiter((f[4] for f in fields), np.int64, n)
+        trends = np.fromiter((f[5] for f in fields), np.float64, n)
+        trend_refs = np.fromiter((f[6] for f in fields), np.int64, n)
+        extras = [f[7] for f in fields]
         if [f[0] for f in fields] != [k[len(ITEM_PREFIX):].decode("utf-8") for k in keys]:
             keys = []  # rows do not follow keys: never patch by key position, rebuild next time
         self._keys = keys
         self._cats, self._scores, self._refs = cats, scores, refs
+        self._trends, self._trend_refs, self._extras = trends, trend_refs, extras
         self.decoded = decoded
-        return make_index(ids, codes, names, prices, scores.copy(), refs.copy(), breathe=self._step)
+        return make_index(ids, codes, names, prices, scores.copy(), refs.copy(), breathe=self._step,
+                          trends=trends.copy(), trend_refs=trend_refs.copy(), extras=extras)
 
     @staticmethod
     def _codes(cats: list[str]) -> tuple[tuple[str, ...], np.ndarray]:

@@ -104,6 +104,8 @@ def write_profile(target: pulse_pb2.Profile, profile: Profile, *, aliases: tuple
         target.aliases.extend(sorted(aliases))
     _write_consent(target.consent, profile, policy)
     target.personalization_allowed = profile.allows("personalization", policy)
+    if profile.scores:
+        target.scores.update(profile.scores)
     return target
 
 

@@ -6,16 +6,18 @@ now_ms, policy)`` ranks them for one request. Nothing here does I/O or changes i
 inputs: the server builds a new index when the store changed and swaps it in
 (``serving.catalog``); a request ranks whichever index was current when it started.
 
-Strategies. ``choose_strategy`` picks ``PERSONAL`` only for a stored profile that allows
-personalization; everyone else gets ``POPULAR`` and the profile is dropped before any
-ranking, so a user who withdrew consent gets exactly an anonymous visitor's answer.
-A new strategy (collaborative filtering, content) implements ``Strategy.rank`` and is
-added to ``choose_strategy``; the rules in ``recommend`` apply to every strategy:
-request exclusions and the current item, filters, cart and purchases for personal
-strategies, at most ``max_per_category`` items of one category, top k, ties by item id.
+Strategies. ``choose_strategy`` picks ``HYBRID`` (``serving.hybrid``: collaborative
+filtering, co-occurrence, content and popularity, blended by how much is known about the
+user) for a stored profile that allows personalization, or ``PERSONAL`` (popularity
+times category affinity) when an experiment variant asks for it; everyone else gets
+``POPULAR`` and the profile is dropped before any ranking, so a user who withdrew
+consent gets exactly an anonymous visitor's answer. The rules in ``recommend`` apply to
+every strategy: request exclusions and the current item, items the catalog marks out of
+stock, filters, cart and purchases for personal strategies, at most ``max_per_category``
+items of one category, top k, ties by item id.
 
-Selection. The strategies here score an item as its popularity times a factor of its
-category (``Ranking.weights``). The index keeps every category's rows sorted by
+Selection. ``POPULAR`` and ``PERSONAL`` score an item as its popularity times a factor of
+its category (``Ranking.weights``); ``HYBRID`` scores every row (``Ranking.scores``). The index keeps every category's rows sorted by
 popularity, and all rows in one popularity order, both built once per index; a request
 reads a few of these lists (one per boosted category, plus the popularity order for
 the categories at factor 1), each only until it gave ``k`` rows that pass the rules,
@@ -39,14 +41,16 @@ index give identical answers.
 >>> [(r.item_id, r.score, r.reason) for r in recommend(index, None, RecommendParams(k=2), 0).items]
 [('tent-1', 9.0, 'popular now'), ('mug-1', 6.0, 'popular now')]
 >>> fan = Profile("user:u1", categories={"kitchen": 5})
->>> result = recommend(index, fan, RecommendParams(k=2), 0)
+>>> result = recommend(index, fan, RecommendParams(k=2), 0, strategy=PERSONAL)
 >>> result.strategy, [(r.item_id, r.score, r.reason) for r in result.items]
 ('personal', [('mug-1', 12.0, 'popular in kitchen, a category you like'), ('tent-1', 9.0, 'popular now')])
+>>> recommend(index, fan, RecommendParams(k=2), 0).strategy   # the default for consenting users
+'hybrid'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from types import MappingProxyType
@@ -54,15 +58,20 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from operators.items import HALF_LIFE_MS, ItemStats
+from operators.items import HALF_LIFE_MS, TREND_HALF_LIFE_MS, ItemStats
 from operators.profile import DEFAULT_POLICY, Policy, Profile
+from serving.hybrid import NO_EXTRAS, HybridStrategy, ItemExtras, ItemModels, item_models, trending_or_popular
 
 DEFAULT_K = 10
 DEFAULT_MAX_PER_CATEGORY = 3
 # Items of the request's context category score (1 + CONTEXT_BOOST) times their popularity.
 CONTEXT_BOOST = 1.0
+# The trending score's weight in the popularity column (``blended_popularity``).
+TREND_BLEND = 0.5
 POPULAR = "popular"
 PERSONAL = "personal"
+HYBRID = "hybrid"
+STRATEGY_NAMES = (HYBRID, PERSONAL, POPULAR)
 NO_CATEGORY = ""  # items no event named a category for: exempt from the diversity cap
 
 _NEG_INF = -np.inf
@@ -95,6 +104,7 @@ class ItemIndex:
     price_list: list[float]
     popularity_list: list[float]
     cache: dict = field(default_factory=dict, repr=False)  # per-index memo of category lookups
+    models: ItemModels | None = None  # what the flow learnt per item (``serving.hybrid``)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -111,9 +121,28 @@ def decayed_popularity(scores: np.ndarray, refs: np.ndarray, at_ms: int) -> np.n
     return scores * np.power(2.0, -age / HALF_LIFE_MS)
 
 
+def blended_popularity(scores: np.ndarray, refs: np.ndarray, trends: np.ndarray | None,
+                       trend_refs: np.ndarray | None, at_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """The popularity column: popularity (24 h half-life) plus ``TREND_BLEND`` times the
+    trending score (1 h half-life) scaled to the same rate; and per row the trending
+    part's share of it. An item seen at a steady rate gets a share of 1/3; a share over
+    1/2 means its last hours were busier than its day ("trending now")."""
+    popularity = decayed_popularity(scores, refs, at_ms)
+    if trends is None or not len(trends):
+        return popularity, np.zeros(len(popularity))
+    age = np.maximum(0, at_ms - trend_refs)
+    trend = trends * np.power(2.0, -age / TREND_HALF_LIFE_MS) * (TREND_BLEND * HALF_LIFE_MS / TREND_HALF_LIFE_MS)
+    total = popularity + trend
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, trend / np.where(total > 0, total, 1.0), 0.0)
+    return total, share
+
+
 def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tuple[str, ...],
                prices: np.ndarray, scores: np.ndarray, refs: np.ndarray, as_of_ms: int | None = None,
-               rows: Mapping[str, int] | None = None, breathe: Callable[[], None] | None = None) -> ItemIndex:
+               rows: Mapping[str, int] | None = None, breathe: Callable[[], None] | None = None, *,
+               trends: np.ndarray | None = None, trend_refs: np.ndarray | None = None,
+               extras: Sequence[tuple] | None = None) -> ItemIndex:
     """An index from columns already in row (item id) order; ``category_names`` sorted and
     ``category_codes`` indexing it. ``rows`` may be passed when the ids are those of a
     previous index (it is then reused). The arrays are taken over (made read-only).
@@ -124,7 +153,7 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
     """
     pause = breathe or (lambda: None)
     at = as_of_ms if as_of_ms is not None else (int(refs.max()) if len(refs) else 0)
-    popularity = decayed_popularity(scores, refs, at)
+    popularity, trend_share = blended_popularity(scores, refs, trends, trend_refs, at)
     order = np.argsort(-popularity, kind="stable")  # stable: ties by row
     pause()
     # Stable again: each category's rows keep ``order``'s order.
@@ -139,6 +168,8 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
     id_list = ids.tolist()
     code_list = category_codes.tolist()
     lists = dict(price_list=prices.tolist(), popularity_list=popularity.tolist())
+    pause()
+    models = item_models(extras if extras is not None else [NO_EXTRAS] * len(ids), prices, trend_share)
     pause()
     return ItemIndex(
         ids=_frozen(ids),
@@ -155,6 +186,7 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
         category_sizes=sizes.tolist(),
         id_list=id_list,
         code_list=code_list,
+        models=models,
         **lists,
     )
 
@@ -176,6 +208,9 @@ def build_index(items: Iterable[ItemStats], as_of_ms: int | None = None) -> Item
         np.fromiter((s.score for s in stats), np.float64, n),
         np.fromiter((s.ref_ms for s in stats), np.int64, n),
         as_of_ms,
+        trends=np.fromiter((s.trend for s in stats), np.float64, n),
+        trend_refs=np.fromiter((s.trend_ref_ms for s in stats), np.int64, n),
+        extras=[ItemExtras(s.brand, s.factors, s.neighbors, s.in_stock) for s in stats],
     )
 
 
@@ -216,6 +251,7 @@ class Recommendations(NamedTuple):
     items: tuple[Recommended, ...]
     strategy: str
     personalized: bool
+    stage: str = ""
 
 
 class Ranking(NamedTuple):
@@ -231,6 +267,7 @@ class Ranking(NamedTuple):
     scores: np.ndarray | None
     reason: Callable[[int, int], str]
     weights: Mapping[int, float] | None = None
+    stage: str = ""  # the hybrid strategy's stage (``serving.hybrid``); "" for the others
 
 
 class Strategy(Protocol):
@@ -292,8 +329,9 @@ def _context_codes(index: ItemIndex, params: RecommendParams) -> tuple[int, ...]
     return _codes_under(index, category) if category else ()
 
 
-def _popular_now(row: int, code: int) -> str:
-    return "popular now"
+def _popular_now(index: ItemIndex) -> Callable[[int, int], str]:
+    models = index.models
+    return lambda row, code: trending_or_popular(models, row)
 
 
 class PopularStrategy:
@@ -306,12 +344,13 @@ class PopularStrategy:
         context = _context_codes(index, params)
         factor = 1.0 + CONTEXT_BOOST
         if not context or factor == 1.0:
-            return Ranking(None, _popular_now)
+            return Ranking(None, _popular_now(index))
         boosted = frozenset(context) if factor > 1.0 else frozenset()
         popular_in = _reason_texts(index)[0]
+        models = index.models
 
         def reason(row: int, code: int) -> str:
-            return popular_in[code] if code in boosted else "popular now"
+            return popular_in[code] if code in boosted else trending_or_popular(models, row)
 
         return Ranking(None, reason, dict.fromkeys(context, factor))
 
@@ -342,23 +381,29 @@ class PersonalStrategy:
                     weights[code] = weights.get(code, 1.0) * (1.0 + count / top)
                     liked.add(code)
         popular_in, you_like = _reason_texts(index)
+        models = index.models
 
         def reason(row: int, code: int) -> str:
             if code in liked:
                 return you_like[code]
-            return popular_in[code] if code in boosted else "popular now"
+            return popular_in[code] if code in boosted else trending_or_popular(models, row)
 
         return Ranking(None, reason, weights)
 
 
 POPULAR_STRATEGY = PopularStrategy()
 PERSONAL_STRATEGY = PersonalStrategy()
+HYBRID_STRATEGY = HybridStrategy()
+_BY_NAME = {HYBRID: HYBRID_STRATEGY, PERSONAL: PERSONAL_STRATEGY, POPULAR: POPULAR_STRATEGY}
 
 
-def choose_strategy(profile: Profile | None, policy: Policy = DEFAULT_POLICY) -> Strategy:
-    """PERSONAL for a profile that allows personalization; POPULAR for anyone else."""
+def choose_strategy(profile: Profile | None, policy: Policy = DEFAULT_POLICY, preferred: str | None = None) -> Strategy:
+    """For a profile that allows personalization, ``preferred`` (an experiment variant's
+    strategy) or HYBRID; POPULAR for anyone else, whatever is preferred."""
     if profile is not None and profile.allows("personalization", policy):
-        return PERSONAL_STRATEGY
+        if preferred is not None and preferred not in _BY_NAME:
+            raise ValueError(f"unknown strategy {preferred!r}; strategies: {', '.join(STRATEGY_NAMES)}")
+        return _BY_NAME[preferred or HYBRID]
     return POPULAR_STRATEGY
 
 
@@ -378,6 +423,9 @@ def apply_rules(index: ItemIndex, scores: np.ndarray, params: RecommendParams,
     mask costs ~4x as much over 10,000 rows.
     """
     _remove(index, scores, params.exclude)
+    models = index.models
+    if models is not None and not models.in_stock.all():
+        scores = np.where(models.in_stock, scores, _NEG_INF)
     if params.current_item_id:
         _remove(index, scores, (params.current_item_id,))
     if profile is not None:
@@ -523,6 +571,9 @@ def _select(index: ItemIndex, ranking: Ranking, params: RecommendParams,
     if high is None:
         high = np.inf
     ids, codes, prices, popularity = index.id_list, index.code_list, index.price_list, index.popularity_list
+    stock = index.models.in_stock_list if index.models is not None else None
+    if stock is not None and all(stock):
+        stock = None
     k, cap, exempt = params.k, params.max_per_category, index.codes.get(NO_CATEGORY)
     found: list[tuple[float, int]] = []  # (-score, row)
     if allowed and walk:
@@ -532,7 +583,7 @@ def _select(index: ItemIndex, ranking: Ranking, params: RecommendParams,
             per_category[exempt] = -len(index)  # never reaches the cap
         for row in islice(order, WALK_LIMIT):
             code = codes[row]
-            if not base[code] or ids[row] in blocked:
+            if not base[code] or ids[row] in blocked or (stock is not None and not stock[row]):
                 continue
             if priced and not (low <= prices[row] <= high and prices[row] > 0.0):
                 continue
@@ -554,7 +605,7 @@ def _select(index: ItemIndex, ranking: Ranking, params: RecommendParams,
             budget -= 1
             if budget < 0:
                 return None
-            if ids[row] in blocked:
+            if ids[row] in blocked or (stock is not None and not stock[row]):
                 continue
             if priced and not (low <= prices[row] <= high and prices[row] > 0.0):
                 continue
@@ -577,25 +628,25 @@ def _select(index: ItemIndex, ranking: Ranking, params: RecommendParams,
 
 
 def recommend(index: ItemIndex, profile: Profile | None, params: RecommendParams, now_ms: int,
-              policy: Policy = DEFAULT_POLICY) -> Recommendations:
+              policy: Policy = DEFAULT_POLICY, strategy: str | None = None) -> Recommendations:
     """Rank ``index`` for one request; ``profile`` is the user's (None: anonymous or unknown).
 
     Without personalization consent the profile is not used at all: the answer equals
     the one for ``profile=None``.
     """
-    return _recommend(index, profile, params, now_ms, policy, exhaustive=False)
+    return _recommend(index, profile, params, now_ms, policy, exhaustive=False, preferred=strategy)
 
 
 def recommend_exhaustive(index: ItemIndex, profile: Profile | None, params: RecommendParams, now_ms: int,
-                         policy: Policy = DEFAULT_POLICY) -> Recommendations:
+                         policy: Policy = DEFAULT_POLICY, strategy: str | None = None) -> Recommendations:
     """``recommend`` by scoring every row with numpy: the reference ``_select`` must
     equal, and its fallback."""
-    return _recommend(index, profile, params, now_ms, policy, exhaustive=True)
+    return _recommend(index, profile, params, now_ms, policy, exhaustive=True, preferred=strategy)
 
 
 def _recommend(index: ItemIndex, profile: Profile | None, params: RecommendParams, now_ms: int,
-               policy: Policy, exhaustive: bool) -> Recommendations:
-    strategy = choose_strategy(profile, policy)
+               policy: Policy, exhaustive: bool, preferred: str | None = None) -> Recommendations:
+    strategy = choose_strategy(profile, policy, preferred)
     if not strategy.personalized:
         profile = None  # the consent rule: nothing below may use the profile
     if len(index) == 0:
@@ -612,4 +663,4 @@ def _recommend(index: ItemIndex, profile: Profile | None, params: RecommendParam
         # Gather the picked rows once and leave numpy: per-element numpy indexing is slow.
         items = [Recommended(ids[row], score, reason(row, code), names[code], prices[row])
                  for row, score, code in zip(rows, scores[rows].tolist(), index.category_codes[rows].tolist())]
-    return Recommendations(tuple(items), strategy.name, strategy.personalized)
+    return Recommendations(tuple(items), strategy.name, strategy.personalized, ranking.stage)

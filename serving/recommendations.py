@@ -66,5 +66,6 @@ def write_recommendations(target: pulse_pb2.GetRecommendationsResponse,
     for item in result.items:
         add(item_id=item.item_id, score=item.score, reason=item.reason, category=item.category, price=item.price)
     target.strategy = result.strategy
+    target.stage = result.stage
     target.personalized = result.personalized
     return target

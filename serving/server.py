@@ -118,9 +118,13 @@ class PulseServicer(pulse_pb2_grpc.PulseServicer):
         now = now_ms()
         profile = None if found is None else found[1]
         assigned = recommendation_assignment(self._config.experiments, user_id, found, now)
-        if assigned is not None and (assigned[1].control or assigned[1].strategy == "popular"):
-            profile = None  # the holdout: exactly the non-personal answer
-        result = recommend(index, profile, params, now, self._policy)
+        preferred = None
+        if assigned is not None:
+            if assigned[1].control or assigned[1].strategy == "popular":
+                profile = None  # the holdout: exactly the non-personal answer
+            else:
+                preferred = assigned[1].strategy
+        result = recommend(index, profile, params, now, self._policy, preferred)
         response = write_recommendations(pulse_pb2.GetRecommendationsResponse(), result)
         if assigned is not None:
             exp, variant, unit = assigned

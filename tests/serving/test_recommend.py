@@ -51,8 +51,10 @@ def ids(result: Recommendations) -> list[str]:
     return [r.item_id for r in result.items]
 
 
-def rec(index, profile=None, policy=Policy(), **params) -> Recommendations:
-    return recommend(index, profile, RecommendParams(**params), T + 5_000, policy)
+def rec(index, profile=None, policy=Policy(), strategy=PERSONAL, **params) -> Recommendations:
+    """The rules below are checked on the category-affinity strategy (its scores are easy to
+    compute by hand); ``tests/serving/test_hybrid.py`` covers the default hybrid one."""
+    return recommend(index, profile, RecommendParams(**params), T + 5_000, policy, strategy)
 
 
 def fan(**fields) -> Profile:
@@ -329,8 +331,8 @@ def test_reading_sorted_lists_equals_scoring_every_row_on_random_indexes(seed):
     index = build_index(random_catalog(rng, rng.choice([1, 5, 40, 300, 1500])))
     for _ in range(40):
         profile, params = random_profile(rng, index), RecommendParams(**random_params(rng, index))
-        fast = recommend(index, profile, params, T)
-        assert repr(fast) == repr(recommend_exhaustive(index, profile, params, T)), params
+        fast = recommend(index, profile, params, T, strategy=PERSONAL)
+        assert repr(fast) == repr(recommend_exhaustive(index, profile, params, T, strategy=PERSONAL)), params
 
 
 @pytest.mark.parametrize("limits", [(1, 0), (16, 4), (100, 50)])
@@ -343,7 +345,8 @@ def test_the_fallback_when_the_lists_are_read_too_far_gives_the_same_answer(monk
     index = build_index(random_catalog(rng, 400))
     for _ in range(60):
         profile, params = random_profile(rng, index), RecommendParams(**random_params(rng, index))
-        assert repr(recommend(index, profile, params, T)) == repr(recommend_exhaustive(index, profile, params, T))
+        assert repr(recommend(index, profile, params, T, strategy=PERSONAL)) == repr(
+            recommend_exhaustive(index, profile, params, T, strategy=PERSONAL))
 
 
 def test_a_boost_rounding_two_popularities_to_one_score_still_breaks_the_tie_by_item_id():
@@ -358,11 +361,12 @@ def test_a_boost_rounding_two_popularities_to_one_score_still_breaks_the_tie_by_
     result = rec(index, profile, k=3)
     assert ids(result)[1:] == ["a-low", "z-high"]  # equal scores: by item id, as exhaustive ranking does
     assert result.items[1].score == result.items[2].score
-    assert result == recommend_exhaustive(index, profile, RecommendParams(k=3), T + 5_000)
+    assert result == recommend_exhaustive(index, profile, RecommendParams(k=3), T + 5_000, strategy=PERSONAL)
     # the diversity cap cuts between the two: the lower item id is the one kept
     capped = rec(index, profile, k=3, max_per_category=1)
     assert ids(capped) == ["top", "a-low"]
-    assert capped == recommend_exhaustive(index, profile, RecommendParams(k=3, max_per_category=1), T + 5_000)
+    assert capped == recommend_exhaustive(index, profile, RecommendParams(k=3, max_per_category=1), T + 5_000,
+                                         strategy=PERSONAL)
 
 
 def test_the_index_lists_rows_in_popularity_order_and_per_category(index):

@@ -260,16 +260,18 @@ class RecommendationFilters(_message.Message):
     def __init__(self, category_prefix: _Optional[str] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ...) -> None: ...
 
 class GetRecommendationsResponse(_message.Message):
-    __slots__ = ("items", "strategy", "personalized", "experiment")
+    __slots__ = ("items", "strategy", "personalized", "experiment", "stage")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     strategy: str
     personalized: bool
     experiment: ExperimentAssignment
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., strategy: _Optional[str] = ..., personalized: _Optional[bool] = ..., experiment: _Optional[_Union[ExperimentAssignment, _Mapping]] = ...) -> None: ...
+    stage: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., strategy: _Optional[str] = ..., personalized: _Optional[bool] = ..., experiment: _Optional[_Union[ExperimentAssignment, _Mapping]] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
     __slots__ = ("item_id", "score", "reason", "category", "price")
@@ -286,7 +288,7 @@ class RecommendedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[float] = ...) -> None: ...
 
 class Profile(_message.Message):
-    __slots__ = ("profile_id", "event_counts", "last_seen", "first_seen", "total_spend", "orders", "cart", "top_categories", "last_device", "last_channel", "last_location", "version", "aliases", "consent", "personalization_allowed")
+    __slots__ = ("profile_id", "event_counts", "last_seen", "first_seen", "total_spend", "orders", "cart", "top_categories", "last_device", "last_channel", "last_location", "version", "aliases", "consent", "personalization_allowed", "scores")
     class EventCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +296,13 @@ class Profile(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_COUNTS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
@@ -309,6 +318,7 @@ class Profile(_message.Message):
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZATION_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
     event_counts: _containers.ScalarMap[str, int]
     last_seen: _timestamp_pb2.Timestamp
@@ -324,7 +334,8 @@ class Profile(_message.Message):
     aliases: _containers.RepeatedScalarFieldContainer[str]
     consent: Consent
     personalization_allowed: bool
-    def __init__(self, profile_id: _Optional[str] = ..., event_counts: _Optional[_Mapping[str, int]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_spend: _Optional[float] = ..., orders: _Optional[int] = ..., cart: _Optional[_Iterable[_Union[CartLine, _Mapping]]] = ..., top_categories: _Optional[_Iterable[_Union[CategoryCount, _Mapping]]] = ..., last_device: _Optional[str] = ..., last_channel: _Optional[str] = ..., last_location: _Optional[_Union[Geo, _Mapping]] = ..., version: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., consent: _Optional[_Union[Consent, _Mapping]] = ..., personalization_allowed: _Optional[bool] = ...) -> None: ...
+    scores: _containers.ScalarMap[str, float]
+    def __init__(self, profile_id: _Optional[str] = ..., event_counts: _Optional[_Mapping[str, int]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_spend: _Optional[float] = ..., orders: _Optional[int] = ..., cart: _Optional[_Iterable[_Union[CartLine, _Mapping]]] = ..., top_categories: _Optional[_Iterable[_Union[CategoryCount, _Mapping]]] = ..., last_device: _Optional[str] = ..., last_channel: _Optional[str] = ..., last_location: _Optional[_Union[Geo, _Mapping]] = ..., version: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., consent: _Optional[_Union[Consent, _Mapping]] = ..., personalization_allowed: _Optional[bool] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Consent(_message.Message):
     __slots__ = ("analytics", "personalization", "marketing", "default_regime")
