@@ -246,6 +246,9 @@ def all_profiles(state_dir: Path) -> dict:
         store.close()
 
 
+MODEL_FIELDS = {"factors", "scores", "labels"}
+
+
 def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootstrap, kafka_topic, tmp_path):
     events, dlq = kafka_topic("events", partitions=3), kafka_topic("dlq")
     gen = ClickstreamGenerator(seed=11, users=3000, invalid_rate=0.01)
@@ -273,8 +276,12 @@ def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootst
     replayed += int(re.search(r"replayed=(\d+)", final.text()).group(1))
     got = all_profiles(tmp_path / "crashy")
     assert set(got) == set(expected)
-    diffs = {pid: sorted(k for k in got[pid] if got[pid][k] != expected[pid][k])
-             for pid in got if got[pid] != expected[pid]}
+    # What the online models put on a profile (factors, scores, pending examples) depends on
+    # what the models had learnt, which a crash sets back to their last save (README:
+    # Recommendations and models); everything else must be exactly the crash-free state.
+    diffs = {pid: sorted(k for k in got[pid] if k not in MODEL_FIELDS and got[pid][k] != expected[pid][k])
+             for pid in got}
+    diffs = {pid: ks for pid, ks in diffs.items() if ks}
     assert diffs == {}, {pid: {k: (got[pid][k], expected[pid][k]) for k in ks} for pid, ks in list(diffs.items())[:3]}
     # The crash really made Bytewax replay records that had been applied already.
     assert replayed > 0, final.text()[-2000:]

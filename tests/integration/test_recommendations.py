@@ -1,7 +1,7 @@
 """GetRecommendations end to end, on the real broker with `pulse run` and `pulse serve`:
 behaviour from a crowd makes items popular in two categories; a user who likes one of them
-gets personal recommendations that favour it and leave out what they bought or hold in
-their cart; the same history without personalization consent, and an unknown user, get
+gets hybrid recommendations that leave out what they bought or hold in their cart, and
+model scores on their profile; the same history without personalization consent, and an unknown user, get
 exactly the anonymous answer."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import grpc
 import orjson
 import pytest
 
-from operators.items import ItemStats
+from operators.items import HALF_LIFE_MS, TREND_HALF_LIFE_MS, ItemStats
 from proto.pulse.v1 import pulse_pb2
+from serving.recommend import TREND_BLEND
 from tests.integration.test_pipeline import PulsePair, produce, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -29,8 +30,6 @@ CROWD = {
 # Popularity at the end: pan-1 30, pan-2 21, pan-3 17, pan-4 12, tent-1 27, tent-2 20,
 # tent-3 16, tent-4 13, tent-5 11, tent-6 3. At most 3 per category, so:
 ANONYMOUS = ["pan-1", "tent-1", "pan-2", "tent-2", "pan-3", "tent-3"]
-# ann likes tents (affinity 1: x2) and pans not at all; tent-1 is bought, tent-2 in her cart.
-ANN = ["tent-3", "pan-1", "tent-4", "tent-5", "pan-2", "pan-3"]
 
 
 def category(item_id: str) -> str:
@@ -81,7 +80,8 @@ def expected_popularity(records: list[tuple[bytes, bytes]]) -> dict[str, float]:
             s.observe(doc["type"], doc["timestamp"], quantity=line.get("quantity", 1), category=line["category"],
                       price=line["price"])
     as_of = max(s.ref_ms for s in stats.values())
-    return {item_id: s.popularity(as_of) for item_id, s in stats.items()}
+    trend = TREND_BLEND * HALF_LIFE_MS / TREND_HALF_LIFE_MS  # the popularity column's trending part
+    return {item_id: s.popularity(as_of) + trend * s.trending(as_of) for item_id, s in stats.items()}
 
 
 @pytest.fixture
@@ -127,22 +127,21 @@ def test_personal_recommendations_and_the_consent_rule(pulse):
 
     anonymous = wait_for(settled, 90, f"all events processed and the item index rebuilt\n{pulse.logs()}")
     assert (anonymous.strategy, anonymous.personalized) == ("popular", False)
-    assert anonymous.items[0].category == PANS and {i.reason for i in anonymous.items} == {"popular now"}
+    # Every event is from the last seconds: all of it is trending.
+    assert anonymous.items[0].category == PANS and {i.reason for i in anonymous.items} == {"trending now"}
     assert [(i.category, i.price) for i in anonymous.items[:2]] == [(PANS, 39.0), (TENTS, 149.0)]
 
-    # ann: personal, tents first, without what she bought (tent-1) or holds in her cart (tent-2).
+    # ann (7 product interactions): the hybrid strategy's collaborative stage, without what
+    # she bought (tent-1) or holds in her cart (tent-2); the blend itself is covered by
+    # tests/serving/test_hybrid.py and bench/bench_reco_quality.py.
     ann = recommend(pulse, "ann")
-    assert (ann.strategy, ann.personalized) == ("personal", True)
-    assert [i.item_id for i in ann.items] == ANN
-    assert ann.items[0].category == TENTS
-    assert not {"tent-1", "tent-2"} & {i.item_id for i in ann.items}
-    for item in ann.items:
-        if item.category == TENTS:
-            assert item.reason == f"popular in {TENTS}, a category you like"
-            assert item.score == pytest.approx(2 * popularity[item.item_id], rel=1e-6)
-        else:
-            assert item.reason == "popular now"
-            assert item.score == pytest.approx(popularity[item.item_id], rel=1e-6)
+    assert (ann.strategy, ann.stage, ann.personalized) == ("hybrid", "collaborative", True)
+    got = [i.item_id for i in ann.items]
+    assert not {"tent-1", "tent-2"} & set(got) and set(got) <= set(CROWD)
+    assert got != [i.item_id for i in anonymous.items]
+    assert [i.score for i in ann.items] == sorted((i.score for i in ann.items), reverse=True)
+    profile = pulse.stub.GetProfile(pulse_pb2.GetProfileRequest(user_id="ann"), timeout=2).profile
+    assert set(profile.scores) == {"propensity", "churn"} and all(0 <= v <= 1 for v in profile.scores.values())
 
     # ben has ann's history but withdrew personalization: exactly the anonymous answer,
     # tent-1 (which he bought) included. So does a user the server has never seen.

@@ -148,6 +148,9 @@ def trigger_ids(bootstrap: str, topic: str, expected_min: int) -> dict[str, dict
         reader.close()
 
 
+SCORE_SEGMENTS = {"young_tech_likely_buyer"}  # deploy/segments.yaml's only segment with score()
+
+
 def test_sigkill_and_restart_lose_and_duplicate_no_trigger(kafka_bootstrap, kafka_topic, tmp_path):
     # One partition: the order of every profile's events is the topic's order, so a run
     # without crash defines exactly which triggers must exist.
@@ -173,7 +176,13 @@ def test_sigkill_and_restart_lose_and_duplicate_no_trigger(kafka_bootstrap, kafk
         run_and_kill(crashy, tmp_path / f"crash-{n}.log", url, kill_after)
     final = Pulse(["run", "--exit-at-end"], crashy, tmp_path / "final.log")
     assert final.wait(300) == 0, final.text()[-3000:]
-    got = trigger_ids(kafka_bootstrap, events + ".crashy-triggers", len(expected))
+    got = trigger_ids(kafka_bootstrap, events + ".crashy-triggers", len(expected) - len(
+        [t for t in expected.values() if t["segment_id"] in SCORE_SEGMENTS]))
+    # Segments that read model scores are exact only as far as the scores are, and a crash
+    # sets the models back to their last save (README: Recommendations and models).
+    expected = {k: t for k, t in expected.items() if t["segment_id"] not in SCORE_SEGMENTS}
+    got = {k: t for k, t in got.items() if t["segment_id"] not in SCORE_SEGMENTS}
+    assert expected
     missing = set(expected) - set(got)
     extra = set(got) - set(expected)
     assert not missing and not extra, (
