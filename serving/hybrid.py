@@ -207,17 +207,6 @@ def co_occurrence_scores(index, models: ItemModels, profile: Profile) -> tuple[n
     return _scaled(scores), {r: item for r, (_g, item) in best.items()}
 
 
-def collaborative_scores(models: ItemModels, user_factors: Sequence[float]) -> np.ndarray:
-    raw = models.factors @ np.asarray(user_factors, np.float64)
-    learnt = models.learnt
-    if not learnt.any():
-        return np.zeros(len(raw))
-    low, high = float(raw[learnt].min()), float(raw[learnt].max())
-    if high <= low:
-        return learnt.astype(np.float64)
-    return np.where(learnt, (raw - low) / (high - low), 0.0)
-
-
 class HybridStrategy:
     """The default personal strategy (see the module docstring)."""
 
