@@ -85,10 +85,11 @@ class TimedLearner(Learner):
 
 
 def run(events: int, users: int, items: int, seed: int, batch: int, refresh: int, item_skew: float = 0.7,
-        cluster_share: float = 0.75) -> dict:
+        cluster_share: float = 0.75, dim: int = 16, learning_rate: float = 0.15, negatives: int = 2) -> dict:
     gen = PreferenceClickstream(seed=seed, users=users, items=items, item_skew=item_skew, cluster_share=cluster_share)
     store = MemoryStore()
-    learner = TimedLearner(Models(ModelsConfig()), MatrixFactorization(dim=16, learning_rate=0.15), negatives=2,
+    learner = TimedLearner(Models(ModelsConfig()), MatrixFactorization(dim=dim, learning_rate=learning_rate),
+                           negatives=negatives,
                            save_interval_s=1e9)
     state = ProcessorState(store, policy=Policy(), max_aliases=50, cache_profiles=10 * users, learner=learner)
     router, logic = IdentityRouter(state), ProfileLogic(state)
@@ -218,10 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--item-skew", type=float, default=0.7, help="Zipf exponent of item popularity")
     parser.add_argument("--cluster-share", type=float, default=0.75,
                         help="share of views from the user's own taste clusters")
+    parser.add_argument("--dim", type=int, default=16, help="latent factors (models.factors)")
+    parser.add_argument("--learning-rate", type=float, default=0.15, help="models.factor_learning_rate")
+    parser.add_argument("--negatives", type=int, default=2, help="models.negatives")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     r = run(args.events, args.users, args.items, args.seed, args.batch, args.refresh, args.item_skew,
-            args.cluster_share)
+            args.cluster_share, args.dim, args.learning_rate, args.negatives)
     print(json.dumps(r, indent=2) if args.json else report(r))
     return 0
 

@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
 from flows.learning import Learner
+from flows.replay_io import JsonlReplaySource
 from flows.kafka_io import KafkaControlSource, KafkaDeadLetterSink, KafkaErasureSink, KafkaEventSource
 from flows.outbox import JsonlOutboxPublisher, OutboxPublisher
 from flows.profile_flow import ProfileLogic, build_flow
@@ -234,6 +235,29 @@ def kafka_flow(cfg: PulseConfig, store: ProfileStore, *, tail: bool = True,
                                      idle_awake_s=0.1)
     return build_flow(source, dlq, store, control=control, erasure_sink=erasures, options=settings["options"],
                       state=state, exposures=exposures)
+
+
+def replay_flow(cfg: PulseConfig, store: ProfileStore, paths: list[str], *, state: ProcessorState,
+                batch_size: int | None = None) -> Dataflow:
+    """The profile flow over JSONL event files (``pulse replay``); dead letters go to
+    ``<state.dir>/replay-dead-letters.jsonl``."""
+    settings = flow_settings(cfg)
+    source = JsonlReplaySource(paths, batch_size=batch_size or cfg.kafka.batch_size)
+    dlq = JsonlDeadLetterSink(Path(cfg.state.dir) / "replay-dead-letters.jsonl")
+    return build_flow(source, dlq, store, options=settings["options"], state=state, flow_id="pulse-replay")
+
+
+def run_bounded(flow: Dataflow, cfg: PulseConfig) -> bool:
+    """Run a bounded ``flow`` to its end without Bytewax recovery (a file replay is
+    idempotent by itself: profiles skip lines they already applied). False if stopped
+    by a signal."""
+    install_handlers()
+    try:
+        cli_main(flow, workers_per_process=1)
+    except (BytewaxRuntimeError, KeyboardInterrupt) as exc:
+        if not _interrupted(exc):
+            raise
+    return not stop_requested()
 
 
 def trigger_publisher(cfg: PulseConfig, store, state: ProcessorState) -> OutboxPublisher:

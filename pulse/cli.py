@@ -69,6 +69,48 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(cfg: PulseConfig, args: argparse.Namespace) -> int:
+    """Rebuild state from history at full speed: JSONL event files, or the events topic
+    from the start to its end (``--topic``)."""
+    from flows.outbox import JsonlOutboxPublisher
+    from flows.runtime import (ensure_topics, flow_settings, kafka_flow, open_writer_store, processor_state,
+                               replay_flow, run_bounded, run_flow, trigger_publisher)
+
+    if bool(args.files) == bool(args.topic):
+        print("pulse: replay needs JSONL files or --topic (not both)", file=sys.stderr)
+        return 2
+    for path in args.files:
+        if not Path(path).is_file():
+            print(f"pulse: no such file: {path}", file=sys.stderr)
+            return 2
+    settings = flow_settings(cfg)
+    if args.topic or not args.triggers_file:
+        ensure_topics(cfg)
+    store = open_writer_store(cfg)
+    started = time.monotonic()
+    try:
+        state = processor_state(store, settings)
+        if args.triggers_file:
+            publisher = JsonlOutboxPublisher(store, Path(args.triggers_file))
+            state.listeners.append(publisher.wake)
+            publisher.start()
+        else:
+            publisher = trigger_publisher(cfg, store, state)
+        try:
+            if args.topic:
+                finished = run_flow(kafka_flow(cfg, store, tail=False, state=state), cfg)
+            else:
+                finished = run_bounded(replay_flow(cfg, store, args.files, state=state,
+                                                   batch_size=args.batch_size), cfg)
+        finally:
+            publisher.stop()
+    finally:
+        store.close()
+    took = time.monotonic() - started
+    print(f"replay {'finished' if finished else 'stopped'} in {took:.1f} s: {_summary()}", file=sys.stderr)
+    return 0 if finished else 130
+
+
 def _read_store(cfg: PulseConfig, name: str, read):
     """``read(reader)`` over a secondary reader of the store opened for this one read."""
     import shutil
@@ -412,6 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the flow: Kafka events -> per-profile state in RocksDB")
     p.add_argument("--exit-at-end", action="store_true", help="stop at the end of the topic instead of tailing it")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("replay", help="rebuild state at full speed from JSONL event files or the events topic")
+    p.add_argument("files", nargs="*", metavar="FILE", help="JSONL files of events, one event per line, in order")
+    p.add_argument("--topic", action="store_true", help="replay kafka.events_topic from the start to its end instead")
+    p.add_argument("--triggers-file", default=None, metavar="PATH",
+                   help="append the segment triggers to this JSONL file instead of publishing them to Kafka")
+    p.add_argument("--batch-size", type=int, default=None, help="records per batch (default: kafka.batch_size)")
+    p.set_defaults(func=cmd_replay)
     p = sub.add_parser("serve", help="serve gRPC from the flow's RocksDB")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("produce-sample", help="write the synthetic clickstream to the Kafka events topic")
