@@ -3,9 +3,11 @@ demo pipeline (`pulse demo`), with Bytewax recovery and the processor's /metrics
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,10 +59,37 @@ def check_state_consistent(store, recovery_dir: Path) -> None:
         )
 
 
+def check_recovery(recovery_dir: Path) -> None:
+    """Refuse damaged Bytewax recovery files (SQLite) with the path and what to do,
+    before Bytewax meets them (it panics without saying which file)."""
+    if not recovery_dir.is_dir():
+        return
+    from state.store import StoreError
+
+    for part in sorted(recovery_dir.glob("*.sqlite3")):
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
+                verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+                tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+                if verdict == "ok" and not tables:
+                    verdict = "no tables: an empty or truncated file"
+        except sqlite3.Error as exc:
+            verdict = str(exc)
+        if verdict != "ok":
+            raise StoreError(
+                f"the recovery snapshot {part} is damaged ({verdict}). Delete the directory "
+                f"{recovery_dir} and start again: the flow then re-reads the events topic from its "
+                "start and every profile skips what it already applied, so the state store stays "
+                "right (it takes as long as reading the topic again)."
+            )
+
+
 def open_writer_store(cfg: PulseConfig):
-    """The flow's store, refused (and closed) if it is new beside recovery snapshots."""
+    """The flow's store, refused (and closed) if it is new beside recovery snapshots, or
+    if those snapshots are damaged."""
     from state.store import RocksStore
 
+    check_recovery(cfg.recovery_dir)
     store = RocksStore(cfg.store_dir)
     try:
         check_state_consistent(store, cfg.recovery_dir)

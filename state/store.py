@@ -272,7 +272,8 @@ class RocksStore(_Lookups):
             raise StoreError(
                 f"cannot open the state store at {self.path}: {exc}. If another 'pulse run' "
                 "uses this directory, stop it; if the directory is damaged, restore it from "
-                "a backup or rebuild it with a replay into an empty directory."
+                "a backup, or move it away and rebuild it with `pulse replay` (history files or "
+                "--topic) into an empty directory."
             ) from exc
         self._cfs = {"default": self._db, PROFILES_CF: self._db.get_column_family(PROFILES_CF)}
         self._handles = {PROFILES_CF: self._db.get_column_family_handle(PROFILES_CF), "default": None}

@@ -153,3 +153,30 @@ def test_a_new_store_beside_recovery_snapshots_is_refused(tmp_path):
         check_state_consistent(reopened, recovery)
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_damaged_recovery_snapshots_are_refused_naming_the_file(tmp_path, damage):
+    from flows.runtime import check_recovery, recovery_config
+    from state.store import StoreError
+
+    recovery = tmp_path / "recovery"
+    recovery_config(recovery)
+    check_recovery(recovery)  # freshly initialised: fine
+    [part] = recovery.glob("*.sqlite3")
+    data = part.read_bytes()
+    part.write_bytes({"truncated": data[:500], "empty": b"", "garbage": b"not a database" * 100}[damage])
+    with pytest.raises(StoreError) as err:
+        check_recovery(recovery)
+    assert str(part) in str(err.value) and f"Delete the directory {recovery}" in str(err.value)
+
+
+def test_a_damaged_store_is_refused_naming_the_path_and_what_to_do(tmp_path):
+    from state.store import StoreError
+
+    store = RocksStore(tmp_path / "store")
+    store.close()
+    (tmp_path / "store" / "CURRENT").write_bytes(b"")
+    with pytest.raises(StoreError) as err:
+        RocksStore(tmp_path / "store")
+    assert str(tmp_path / "store") in str(err.value) and "pulse replay" in str(err.value)
