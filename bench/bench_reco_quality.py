@@ -85,7 +85,7 @@ class TimedLearner(Learner):
 
 
 def run(events: int, users: int, items: int, seed: int, batch: int, refresh: int, item_skew: float = 0.7,
-        cluster_share: float = 0.75, dim: int = 16, learning_rate: float = 0.15, negatives: int = 2) -> dict:
+        cluster_share: float = 0.75, dim: int = 32, learning_rate: float = 0.15, negatives: int = 2) -> dict:
     gen = PreferenceClickstream(seed=seed, users=users, items=items, item_skew=item_skew, cluster_share=cluster_share)
     store = MemoryStore()
     learner = TimedLearner(Models(ModelsConfig()), MatrixFactorization(dim=dim, learning_rate=learning_rate),
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--item-skew", type=float, default=0.7, help="Zipf exponent of item popularity")
     parser.add_argument("--cluster-share", type=float, default=0.75,
                         help="share of views from the user's own taste clusters")
-    parser.add_argument("--dim", type=int, default=16, help="latent factors (models.factors)")
+    parser.add_argument("--dim", type=int, default=32, help="latent factors (models.factors)")
     parser.add_argument("--learning-rate", type=float, default=0.15, help="models.factor_learning_rate")
     parser.add_argument("--negatives", type=int, default=2, help="models.negatives")
     parser.add_argument("--json", action="store_true")

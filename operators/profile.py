@@ -44,7 +44,7 @@ MAX_CART_OPS = 20
 MAX_MERGED_FROM = 50
 MAX_PURCHASED = 200
 MAX_BRANDS = 50
-MAX_RECENT = 10
+MAX_RECENT = 20
 
 _PRODUCT_TYPES = frozenset(("product_view", "add_to_cart", "purchase"))
 

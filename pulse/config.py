@@ -135,7 +135,7 @@ class ModelsConfig:
     drift_policy: str = "reset"  # on a detected drift: "log", "reset" or "retrain"
     retrain_examples: int = 500  # "retrain": the recent labelled examples a fresh model learns
     metric_window: int = 1000  # examples in the rolling ROC AUC and log loss
-    factors: int = 16  # latent dimensions of the collaborative filtering model
+    factors: int = 32  # latent dimensions of the collaborative filtering model
     factor_learning_rate: float = 0.15  # its SGD step (0.05 learnt a third less on the quality benchmark)
     negatives: int = 2  # sampled negative items per interaction
     save_interval_s: float = 30.0  # how often the processor writes the models to the store

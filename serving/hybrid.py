@@ -23,7 +23,7 @@ is 0 for most items would let an obscure item win. *Popularity* is the index's
 popularity column over its maximum, plus ``POPULARITY_FLOOR``; *content* is 0.5 category
 affinity + 0.3 brand affinity + 0.2 price closeness
 (``exp(-|log price - the user's mean log price|)``), each 0..1; *co-occurrence* sums,
-over the user's ten most recent distinct items (newest weighted 1, then 0.8, 0.64, ...),
+over the user's twenty most recent distinct items (newest weighted 1, then 0.8, 0.64, ...),
 each neighbour's weight over that item's strongest neighbour, scaled to 0..1; both get
 ``AFFINITY_FLOOR`` added before their log. *Collaborative* is the dot product of the
 user's and the item's latent factors (BPR: a log-odds of preference, so it adds as is);
@@ -48,7 +48,7 @@ from operators.profile import Profile
 
 COLD, CONTENT, COLLABORATIVE = "cold", "content", "collaborative"
 ESTABLISHED_INTERACTIONS = 5
-RECENT_SOURCES = 10
+RECENT_SOURCES = 20
 RECENCY_DECAY = 0.8
 # Weights of (log popularity, content, co-occurrence, collaborative) per stage.
 BLENDS = {

@@ -98,11 +98,12 @@ def test_brand_latest_by_event_time_wins():
 # -- neighbours --------------------------------------------------------------------------
 def test_neighbors_are_bounded_and_keep_the_strongest():
     item = ItemStats("a")
-    for n in range(100):
-        item.add_neighbor(f"n{n:03d}", float(n % 50))
+    for n in range(4 * MAX_NEIGHBORS):
+        item.add_neighbor(f"n{n:03d}", float(n % (2 * MAX_NEIGHBORS)))
     assert len(item.neighbors) == MAX_NEIGHBORS
-    # Distinct ids with fixed weights: exactly the 30 strongest stay.
-    assert set(item.neighbors) == {f"n{n:03d}" for n in range(100) if n % 50 >= 35}
+    # Distinct ids with fixed weights, each weight twice: exactly the strongest stay.
+    assert set(item.neighbors) == {f"n{n:03d}" for n in range(4 * MAX_NEIGHBORS)
+                                   if n % (2 * MAX_NEIGHBORS) >= 3 * MAX_NEIGHBORS // 2}
 
 
 def test_neighbor_eviction_is_deterministic_by_weight_then_id():
