@@ -204,8 +204,7 @@ def features(profile: Profile, now_ms: int, event_type: str | None) -> dict[str,
     x["cart_age_h"] = _hours(now_ms - oldest)
     x["categories"] = _log1p(len(profile.categories))
     x["brands"] = _log1p(len(profile.brands))
-    taste_sum, taste_n = profile.price_taste
-    x["price_taste"] = taste_sum / taste_n if taste_n else 0.0
+    x["price_taste"] = profile.mean_log_price() or 0.0
     views = carts = buys = 0
     previous = None
     since = now_ms - SESSION_MS

@@ -45,6 +45,7 @@ MAX_MERGED_FROM = 50
 MAX_PURCHASED = 200
 MAX_BRANDS = 50
 MAX_RECENT = 20
+PRICE_TASTE_SCALE = 1_000_000  # price_taste keeps ln(price) in millionths
 
 _PRODUCT_TYPES = frozenset(("product_view", "add_to_cart", "purchase"))
 
@@ -120,7 +121,9 @@ class Profile:
     factors: list[float] = field(default_factory=list)
     brands: dict[str, int] = field(default_factory=dict)
     recent: list[list] = field(default_factory=list)
-    price_taste: list[float] = field(default_factory=lambda: [0.0, 0])
+    # [sum of round(1e6 * ln price), n]: integers, so merged and replayed profiles sum to
+    # exactly the same value whatever the order (a float sum differs in the last bit).
+    price_taste: list[int] = field(default_factory=lambda: [0, 0])
     # The cart view, computed on first read after a change (segment conditions read it per event).
     _cart_view: dict | None = field(default=None, init=False, repr=False, compare=False)
     # What the last applied event changed, for segment evaluation: attribute names, and
@@ -206,7 +209,7 @@ class Profile:
         self.factors = []
         self.brands = {}
         self.recent = []
-        self.price_taste = [0.0, 0]
+        self.price_taste = [0, 0]
         self.scores = {}
 
     def _apply_behaviour(self, event: Event) -> None:
@@ -246,7 +249,8 @@ class Profile:
                 if line.brand is not None:
                     self._count_brand(line.brand, 1)
                 if line.price > 0:
-                    self.price_taste = [self.price_taste[0] + math.log(line.price), self.price_taste[1] + 1]
+                    self.price_taste = [self.price_taste[0] + round(PRICE_TASTE_SCALE * math.log(line.price)),
+                                        self.price_taste[1] + 1]
                 self._recent(ts, line.item_id, etype)
         if etype in ("add_to_cart", "remove_from_cart", "purchase"):
             changed.update(("cart_items", "cart_value"))
@@ -350,6 +354,11 @@ class Profile:
         recent.sort()
         if len(recent) > MAX_RECENT:
             del recent[0]
+
+    def mean_log_price(self) -> float | None:
+        """The mean natural log of the prices of the products interacted with (None: none)."""
+        total, n = self.price_taste
+        return total / PRICE_TASTE_SCALE / n if n else None
 
     def interactions(self) -> int:
         """Product interactions so far (views, cart additions, purchases): how much
@@ -527,7 +536,7 @@ class Profile:
                 factors=rec.get("factors", []),
                 brands=rec.get("brands", {}),
                 recent=rec.get("recent", []),
-                price_taste=rec.get("price_taste", [0.0, 0]),
+                price_taste=rec.get("price_taste", [0, 0]),
             )
         except KeyError as exc:
             raise ProfileRecordError(f"profile record lacks field {exc.args[0]!r}") from exc

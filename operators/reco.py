@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from operators.items import ItemStats
+from operators.profile import PRICE_TASTE_SCALE
 
 if TYPE_CHECKING:
     from operators.profile import Profile
@@ -319,9 +320,10 @@ def content_affinity(profile: Profile) -> tuple[dict[str, float], dict[str, floa
     None before any priced interaction. Read-only.
 
     >>> from operators.profile import Profile
-    >>> p = Profile("u1", categories={"tents": 3, "mugs": 1}, brands={"MSR": 2}, price_taste=[2 * math.log(100.0), 2])
+    >>> p = Profile("u1", categories={"tents": 3, "mugs": 1}, brands={"MSR": 2},
+    ...             price_taste=[round(2e6 * math.log(100.0)), 2])   # ln(price) in millionths
     >>> cats, brands, log_price = content_affinity(p)
-    >>> cats, brands, round(math.exp(log_price), 6)
+    >>> cats, brands, round(math.exp(log_price), 3)
     ({'tents': 0.75, 'mugs': 0.25}, {'MSR': 1.0}, 100.0)
     """
     return _shares(profile.categories), _shares(profile.brands), _mean_log_price(profile.price_taste)
@@ -334,10 +336,10 @@ def _shares(counts: dict[str, int]) -> dict[str, float]:
     return {k: v / total for k, v in counts.items() if v > 0}
 
 
-def _mean_log_price(taste: list[float]) -> float | None:
+def _mean_log_price(taste: list[int]) -> float | None:
     if not taste or len(taste) < 2 or taste[1] <= 0:
         return None
-    mean = taste[0] / taste[1]
+    mean = taste[0] / PRICE_TASTE_SCALE / taste[1]
     return mean if math.isfinite(mean) else None
 
 

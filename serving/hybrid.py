@@ -167,9 +167,9 @@ def content_scores(index, models: ItemModels, profile: Profile) -> np.ndarray:
             if code is not None:
                 brand_weights[code] = count / top_b
     scores = 0.5 * cat_weights[index.category_codes] + 0.3 * brand_weights[models.brand_codes]
-    total, count = profile.price_taste
-    if count:
-        closeness = np.exp(-np.abs(models.log_price - total / count))
+    taste = profile.mean_log_price()
+    if taste is not None:
+        closeness = np.exp(-np.abs(models.log_price - taste))
         scores += 0.2 * np.where(np.isnan(closeness), 0.5, closeness)
     else:
         scores = scores + 0.1

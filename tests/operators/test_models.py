@@ -287,7 +287,7 @@ profile_fields = st.fixed_dictionaries({
     "recent_orders": st.lists(st.tuples(st.integers(0, T0 * 2), st.floats(0, 1e9)).map(list), max_size=5),
     "recent": st.lists(st.tuples(st.integers(0, T0 * 2), st.just("i"), st.sampled_from(BEHAVIOUR_TYPES)).map(list),
                        max_size=10),
-    "price_taste": st.tuples(st.floats(-50, 50), st.integers(0, 5)).map(list),
+    "price_taste": st.tuples(st.integers(-50_000_000, 50_000_000), st.integers(0, 5)).map(list),
 })
 
 

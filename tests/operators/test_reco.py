@@ -221,7 +221,7 @@ def test_co_visit_keeps_neighbors_bounded():
 # -- content affinity --------------------------------------------------------------------
 def test_content_affinity_shares_and_price():
     p = Profile("u", categories={"tents": 6, "mugs": 2}, brands={"MSR": 1, "IKEA": 3},
-                price_taste=[math.log(50.0) + math.log(200.0), 2])
+                price_taste=[round(1e6 * (math.log(50.0) + math.log(200.0))), 2])
     before = p.to_record()
     cats, brands, log_price = content_affinity(p)
     assert cats == {"tents": 0.75, "mugs": 0.25} and brands == {"MSR": 0.25, "IKEA": 0.75}

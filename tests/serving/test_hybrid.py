@@ -180,7 +180,7 @@ def test_category_affinity_ranks_and_explains():
 ])
 def test_items_closer_to_the_users_price_taste_rank_higher(taste, expected):
     index = build_index([item("a-dear", price=500.0), item("b-mid", price=50.0), item("c-cheap", price=5.0)])
-    assert ids(rec(index, user(3, price_taste=[3 * math.log(taste), 3]))) == expected
+    assert ids(rec(index, user(3, price_taste=[round(3e6 * math.log(taste)), 3]))) == expected
 
 
 # -- business rules -------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def test_hybrid_is_deterministic_finite_bounded_and_obeys_the_rules(seed):
         picked = rng.sample(all_ids, min(3, len(all_ids)))
         profile = user(n, factors=[rng.gauss(0, 1), rng.gauss(0, 1)] if rng.random() < 0.7 else [],
                        recent=viewed(*rng.sample(all_ids, min(n, len(all_ids), 10))), brands={"x": 2},
-                       categories={"a/x": 3}, price_taste=[n * math.log(30.0), n], purchased={picked[0]: T},
+                       categories={"a/x": 3}, price_taste=[round(n * 1e6 * math.log(30.0)), n], purchased={picked[0]: T},
                        cart_log=cart_log({picked[-1]: {"qty": 1, "price": 1.0, "category": None, "added_ms": T}}))
         params = RecommendParams(k=rng.choice([1, 5, 20]), max_per_category=rng.choice([1, 3]),
                                  context_category=rng.choice(["", "a", "b"]), min_price=rng.choice([None, 5.0]))
