@@ -28,7 +28,8 @@ from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from flows import metrics as m
 from flows.quality_metrics import observe_batch
 from flows.records import DeadLetter, EraseRequest, ParsedEvent, ParsedExposure, RawRecord, Routed, StoreWrite, Tick
-from flows.runtime_state import OUTBOX_SEQ_META, SEGMENTS_META, ProcessorState
+from flows.changelog import changelog_entry, changelog_key
+from flows.runtime_state import CHANGELOG_SEQ_META, OUTBOX_SEQ_META, SEGMENTS_META, ProcessorState
 from operators.events import DEFAULT_OPTIONS, InvalidEvent, ParseOptions, parse_event
 from operators import attribution
 from operators.identity import is_alias
@@ -528,8 +529,17 @@ class _StorePartition(StatelessSinkPartition[StoreWrite]):
             members.update(w.members)
             item_stats.update(w.items)
             raw.update(w.raw)
+        st = self._state
+        entry = changelog_entry(profiles, aliases, members, item_stats, raw) if st.changelog else None
+        if entry is not None:
+            st.changelog_seq += 1
+            raw[changelog_key(st.changelog_seq)] = entry
+            raw[meta_key(CHANGELOG_SEQ_META)] = encode_ms(st.changelog_seq)
         t0 = time.perf_counter()
         self._store.apply(profiles, aliases, members, item_stats, raw)
+        if entry is not None:
+            for listener in st.changelog_listeners:
+                listener()
         m.STORE_WRITE.observe(time.perf_counter() - t0)
         triggers = [t for w in items for t in w.triggers]
         if triggers:

@@ -17,6 +17,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from flows.changelog import ChangelogPublisher
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
 from flows.learning import Learner
 from flows.replay_io import JsonlReplaySource
@@ -116,7 +117,8 @@ def ensure_topics(cfg: PulseConfig, timeout: float = 15.0) -> None:
     except Exception as exc:
         raise TopicError(f"cannot reach Kafka at {cfg.kafka.bootstrap_servers}: {exc}") from exc
     wanted = (cfg.kafka.events_topic, cfg.kafka.dlq_topic, cfg.kafka.control_topic, cfg.kafka.erasures_topic,
-              cfg.kafka.triggers_topic, cfg.kafka.exposures_topic)
+              cfg.kafka.triggers_topic, cfg.kafka.exposures_topic,
+              *((cfg.kafka.changelog_topic,) if cfg.processor.changelog else ()))
     missing = [t for t in wanted if t not in existing]
     if not missing:
         return
@@ -126,6 +128,9 @@ def ensure_topics(cfg: PulseConfig, timeout: float = 15.0) -> None:
     def new_topic(name: str) -> NewTopic:
         if name == cfg.kafka.erasures_topic:  # one record per person, forever: compacted
             return NewTopic(name, 1, config={"cleanup.policy": "compact"})
+        if name == cfg.kafka.changelog_topic:  # the newest value per key; tombstones kept a day
+            return NewTopic(name, cfg.kafka.topic_partitions,
+                            config={"cleanup.policy": "compact", "delete.retention.ms": "86400000"})
         if name == cfg.kafka.control_topic:
             return NewTopic(name, 1)
         return NewTopic(name, cfg.kafka.topic_partitions)
@@ -287,6 +292,18 @@ def run_bounded(flow: Dataflow, cfg: PulseConfig) -> bool:
         if not _interrupted(exc):
             raise
     return not stop_requested()
+
+
+def changelog_publisher(cfg: PulseConfig, store, state: ProcessorState) -> ChangelogPublisher | None:
+    """With ``processor.changelog``: the flow writes changelog entries and this thread
+    publishes them (``flows.changelog``); None otherwise."""
+    if not cfg.processor.changelog:
+        return None
+    k = cfg.kafka
+    publisher = ChangelogPublisher(store, k.bootstrap_servers, k.changelog_topic, k.producer)
+    state.changelog = True
+    state.changelog_listeners.append(publisher.wake)
+    return publisher.start()
 
 
 def trigger_publisher(cfg: PulseConfig, store, state: ProcessorState) -> OutboxPublisher:

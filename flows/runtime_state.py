@@ -29,7 +29,8 @@ from state.store import ProfileStore, encode_ms, members_prefix, meta_key, parse
 
 WATERMARK_META = "wm/"  # + source: the highest event time processed from it
 OUTBOX_SEQ_META = "outbox_seq"
-SEGMENTS_META = "segments"  # JSON {segment id: version} the memberships were computed with
+SEGMENTS_META = "segments"
+CHANGELOG_SEQ_META = "changelog_seq"  # JSON {segment id: version} the memberships were computed with
 
 _DELETED = None  # a cached tombstone: deleted, write pending
 
@@ -232,6 +233,12 @@ class ProcessorState:
         raw_seq = get_meta(OUTBOX_SEQ_META) if get_meta else None
         self.outbox_seq = 0 if raw_seq is None else int.from_bytes(raw_seq, "big")
         self.listeners: list = []  # called after triggers landed in the store (the outbox drain)
+        # The changelog (flows.changelog): whether the sink writes its entries, their sequence,
+        # and who to wake once they are in the store.
+        self.changelog = False
+        raw_cl = get_meta(CHANGELOG_SEQ_META) if get_meta else None
+        self.changelog_seq = 0 if raw_cl is None else int.from_bytes(raw_cl, "big")
+        self.changelog_listeners: list = []
         self.sizes: dict[str, int] = {}  # segment id -> members (counted from the store at start)
         scan = getattr(store, "scan", None)
         if scan is not None and segments.segments:

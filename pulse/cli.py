@@ -46,8 +46,8 @@ def _start_metrics(host: str, port: int) -> int:
 
 
 def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
-    from flows.runtime import (ensure_topics, flow_settings, kafka_flow, open_writer_store, processor_state, run_flow,
-                               trigger_publisher)
+    from flows.runtime import (changelog_publisher, ensure_topics, flow_settings, kafka_flow, open_writer_store,
+                               processor_state, run_flow, trigger_publisher)
     from flows.store_stats import start_store_stats
 
     settings = flow_settings(cfg)  # fail before touching Kafka or the store if a setting is missing
@@ -55,6 +55,7 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
     store = open_writer_store(cfg)
     state = processor_state(store, settings)
     publisher = trigger_publisher(cfg, store, state)
+    changelog = changelog_publisher(cfg, store, state)
     port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
     stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)
     log.info("processing %s from %s into %s; metrics on http://%s:%d/metrics", cfg.kafka.events_topic,
@@ -63,6 +64,8 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
         run_flow(kafka_flow(cfg, store, tail=not args.exit_at_end, state=state), cfg)
     finally:
         publisher.stop()
+        if changelog is not None:
+            changelog.stop()
         stats.stop()
         store.close()
         log.info("stopped: %s", _summary())
@@ -136,7 +139,7 @@ def _summary() -> str:
 def cmd_serve(cfg: PulseConfig, args: argparse.Namespace) -> int:
     from serving.server import serve
 
-    serve(cfg)
+    serve(cfg, from_changelog=args.from_changelog)
     return 0
 
 
@@ -462,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="records per batch (default: kafka.batch_size)")
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("serve", help="serve gRPC from the flow's RocksDB")
+    p.add_argument("--from-changelog", action="store_true",
+                   help="serve a replica built from kafka.changelog_topic in serving.replica_dir instead "
+                        "(for servers on other machines than pulse run)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("produce-sample", help="write the synthetic clickstream to the Kafka events topic")
     p.add_argument("--count", type=int, default=None, help="number of events (default: until interrupted)")

@@ -34,6 +34,7 @@ class KafkaConfig:
     erasures_topic: str = "pulse.erasures"  # compacted: one record per erased person
     triggers_topic: str = "pulse.triggers"  # segment entered/exited, keyed by profile id
     exposures_topic: str = "pulse.exposures"  # experiment exposures published by `pulse serve`
+    changelog_topic: str = "pulse.profiles"  # compacted: every state change, for serving replicas
     batch_size: int = 1000
     # `pulse run` creates missing topics with this many partitions (false: fail instead).
     create_topics: bool = True
@@ -76,6 +77,9 @@ class ProcessorConfig:
     # Events older than their partition's watermark (highest event time read) minus this
     # go to the dead-letter topic as too_late; younger late events update the right buckets.
     lateness_ms: int = 600_000
+    # Also publish every state change to kafka.changelog_topic, for `pulse serve --from-changelog`
+    # replicas on other machines (costs one extra produce per changed record).
+    changelog: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class ServingConfig:
     max_per_category: int = 3
     max_k: int = 100
     items_refresh_ms: int = 2000
+    # `pulse serve --from-changelog`: where the replica keeps its own store (empty: <state.dir>/replica).
+    replica_dir: str = ""
 
 
 @dataclass(frozen=True)

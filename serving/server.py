@@ -351,6 +351,7 @@ def serve(
     *,
     grace: float = DEFAULT_GRACE_SECONDS,
     stop: threading.Event | None = None,
+    from_changelog: bool = False,
 ) -> None:
     """Serve ``config.store_dir`` until SIGINT/SIGTERM (or ``stop`` is set), then stop gracefully.
 
@@ -370,14 +371,14 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        _serve_until(config, secondary, own_secondary, grace, stop)
+        _serve_until(config, secondary, own_secondary, grace, stop, from_changelog)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grace: float,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, from_changelog: bool = False) -> None:
     sc = config.serving
     k = config.kafka
     # The producer connects on the first erase only; without an admin key nothing can erase.
@@ -385,7 +386,14 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
     control = ControlPublisher(k.bootstrap_servers, k.control_topic, k.producer) if keys.has_admin else None
     exposures = (KafkaExposureSink(k.bootstrap_servers, k.exposures_topic, k.producer) if config.experiments.path
                  else None)
-    reader = RocksReader(config.store_dir, secondary)
+    if from_changelog:
+        from serving.replica import ChangelogReplica
+
+        replica_dir = sc.replica_dir or str(Path(config.state.dir) / "replica")
+        reader = ChangelogReplica(replica_dir, k.bootstrap_servers, k.changelog_topic, dict(k.consumer))
+        log.info("serving a replica of the changelog %r in %s", k.changelog_topic, replica_dir)
+    else:
+        reader = RocksReader(config.store_dir, secondary)
     try:
         metrics = start_metrics_endpoint(sc.metrics_host, sc.metrics_port)
         try:

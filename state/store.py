@@ -159,6 +159,10 @@ class _Lookups:
     def get_meta(self, name: str) -> bytes | None:
         return self._raw(META_CF, meta_key(name))
 
+    def raw_get(self, family: str, key: bytes) -> bytes | None:
+        """A record by physical column family (``profiles`` or ``default``) and key."""
+        return self._raw(PROFILES_CF if family == PROFILES_CF else META_CF, key)
+
     def scan(self, prefix: bytes, start: bytes | None = None, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of the default family whose keys start with ``prefix``, in key
         order, from ``start`` (inclusive; default the prefix itself)."""
@@ -205,6 +209,15 @@ class MemoryStore(_Lookups):
 
     def _raw(self, cf: str, key: bytes) -> bytes | None:
         return self._data[_PHYSICAL[cf]].get(key)
+
+    def raw_apply(self, rows) -> None:
+        """(physical family, key, value or None) rows, as one write (changelog replicas)."""
+        with self._lock:
+            for family, key, value in rows:
+                if value is None:
+                    self._data[family].pop(key, None)
+                else:
+                    self._data[family][key] = value
 
     def _scan_from(self, start: bytes) -> Iterator[tuple[bytes, bytes]]:
         with self._lock:
@@ -294,6 +307,18 @@ class RocksStore(_Lookups):
         wb = WriteBatch(raw_mode=True)
         for cf, key, value in _batch_items(profiles, aliases or {}, members or {}, items, raw):
             handle = self._handles[_PHYSICAL[cf]]
+            if value is None:
+                wb.delete(key, handle)
+            else:
+                wb.put(key, value, handle)
+        if len(wb):
+            self._db.write(wb)
+
+    def raw_apply(self, rows) -> None:
+        """(physical family, key, value or None) rows in one WriteBatch (changelog replicas)."""
+        wb = WriteBatch(raw_mode=True)
+        for family, key, value in rows:
+            handle = self._handles[family]
             if value is None:
                 wb.delete(key, handle)
             else:

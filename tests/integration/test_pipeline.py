@@ -8,6 +8,7 @@ run without the crash.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -268,7 +269,12 @@ def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootst
                        PULSE_PROCESSOR_EPOCH_INTERVAL_MS="2000")
     url = f"http://127.0.0.1:{port}/metrics"
     replayed = 0
-    for n, kill_after in enumerate((8_000, 4_000, 4_000)):
+    # Where to kill: PULSE_TEST_KILLS points (default 3) drawn from PULSE_TEST_SEED (default
+    # 11), each "after this many events applied by the new process" (README: 20 kills ran).
+    rng = random.Random(int(os.environ.get("PULSE_TEST_SEED", "11")))
+    kills = int(os.environ.get("PULSE_TEST_KILLS", "3"))
+    points = [rng.randint(2_000, 8_000)] + [rng.randint(300, 2_500) for _ in range(kills - 1)]
+    for n, kill_after in enumerate(points):
         # A restarted run first replays (and skips) what was applied after the last snapshot.
         replayed += run_and_kill(crashy, tmp_path / f"crash-{n}.log", url, kill_after)
     final = Pulse(["run", "--exit-at-end"], crashy, tmp_path / "final.log")
