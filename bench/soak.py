@@ -1,0 +1,190 @@
+"""A soak: `pulse run` for a long time at a steady share of its measured maximum
+throughput, watching latency and memory.
+
+    python -m bench.soak [--minutes 30] [--share 0.8] [--users 50000]
+
+1. Maximum: a backlog of ``--burst`` synthetic events is produced, ``pulse run`` (the
+   default configuration: the 20 example segments, the models) is started and the rate
+   at which it applies them is measured — events/s, in this run.
+2. Soak: the same process then gets current events at ``--share`` of that rate for
+   ``--minutes``. Every ``--sample`` seconds: the process's RSS (``/proc/<pid>/status``),
+   events applied, and the ingest -> store latency p50/p99 over the last window (from the
+   processor's own histogram, ``pulse_processing_latency_seconds{clock="ingest"}``).
+
+Reported: the windows, and the verdicts the issue asks for — RSS growth after warm-up
+(the first ``--warmup`` minutes) under 10%, and latency p99 steady (the last third's
+median of window p99s within 2x of the first third's after warm-up). The broker is the
+test broker (or ``PULSE_TEST_KAFKA_BOOTSTRAP``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.bench_segments import ROOT, SEGMENTS, kafka
+from pulse.status import histogram_quantile, scrape
+from operators.synthetic import ClickstreamGenerator
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _applied(snap) -> float:
+    return sum(v for labels, v in snap.series("pulse_events_out_total") if labels.get("outcome") == "applied")
+
+
+def _buckets(snap) -> list[tuple[float, float]]:
+    out = []
+    for labels, v in snap.series("pulse_processing_latency_seconds_bucket"):
+        if labels.get("clock") == "ingest":
+            le = labels.get("le")
+            out.append((float("inf") if le == "+Inf" else float(le), v))
+    return sorted(out)
+
+
+def _window_quantiles(before, after) -> tuple[float | None, float | None]:
+    a, b = dict(_buckets(before)), _buckets(after)
+    delta = [(le, v - a.get(le, 0.0)) for le, v in b]
+    return histogram_quantile(0.5, delta), histogram_quantile(0.99, delta)
+
+
+def run(minutes: float, share: float, users: int, burst: int, sample_s: float, warmup_min: float) -> dict:
+    from confluent_kafka import Producer
+
+    from tests.kafka_broker import create_topic, unique_topic
+    from tests.integration.test_pipeline import free_port
+
+    with kafka() as bootstrap, tempfile.TemporaryDirectory(prefix="pulse-soak-") as d:
+        topic = create_topic(bootstrap, unique_topic("soak-events"), partitions=3)
+        port = free_port()
+        env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PULSE_KAFKA_EVENTS_TOPIC": topic,
+               "PULSE_KAFKA_DLQ_TOPIC": topic + ".dlq", "PULSE_KAFKA_CONTROL_TOPIC": topic + ".control",
+               "PULSE_KAFKA_ERASURES_TOPIC": topic + ".erasures", "PULSE_KAFKA_TRIGGERS_TOPIC": topic + ".triggers",
+               "PULSE_KAFKA_EXPOSURES_TOPIC": topic + ".exposures", "PULSE_SEGMENTS_PATH": str(SEGMENTS),
+               "PULSE_STATE_DIR": str(Path(d) / "state"), "PULSE_PRIVACY_PII_SECRET": "soak-secret",
+               "PULSE_PROCESSOR_METRICS_PORT": str(port)}
+        url = f"http://127.0.0.1:{port}/metrics"
+        gen = ClickstreamGenerator(seed=9, users=users, invalid_rate=0.002)
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": "20"})
+        now = int(time.time() * 1000)
+        for i in range(burst):
+            key, value = gen.next_record(now - (burst - i))
+            producer.produce(topic, key=key, value=value)
+            if i % 10_000 == 0:
+                producer.poll(0)
+        producer.flush(60)
+        log = open(Path(d) / "pulse-run.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", "run"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            # 1. the maximum: how fast the backlog is applied (from the first to the last 10%).
+            marks = {}
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                try:
+                    applied = _applied(scrape(url))
+                except Exception:
+                    applied = 0.0
+                for frac in (0.1, 0.9):
+                    if frac not in marks and applied >= frac * burst:
+                        marks[frac] = time.monotonic()
+                if 0.9 in marks:
+                    break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError("the backlog was not applied in 15 minutes")
+            maximum = 0.8 * burst / (marks[0.9] - marks[0.1])
+            rate = share * maximum
+            print(f"maximum {maximum:,.0f} events/s; soaking at {rate:,.0f} events/s for {minutes} min", flush=True)
+
+            # 2. the soak: a producer thread at `rate`, current timestamps.
+            stop = threading.Event()
+
+            def produce() -> None:
+                sent, start = 0, time.monotonic()
+                while not stop.is_set():
+                    due = int((time.monotonic() - start) * rate) - sent
+                    now_ms = int(time.time() * 1000)
+                    for _ in range(max(0, min(due, 5000))):
+                        key, value = gen.next_record(now_ms)
+                        producer.produce(topic, key=key, value=value)
+                        sent += 1
+                    producer.poll(0)
+                    time.sleep(0.01)
+                producer.flush(30)
+
+            thread = threading.Thread(target=produce, daemon=True)
+            thread.start()
+            windows = []
+            prev = scrape(url)
+            end = time.monotonic() + minutes * 60
+            t0 = time.monotonic()
+            while time.monotonic() < end:
+                time.sleep(sample_s)
+                snap = scrape(url)
+                p50, p99 = _window_quantiles(prev, snap)
+                windows.append({"minute": round((time.monotonic() - t0) / 60, 2), "rss_mb": round(rss_mb(proc.pid), 1),
+                                "events_per_s": round((_applied(snap) - _applied(prev)) / sample_s, 1),
+                                "ingest_p50_s": p50, "ingest_p99_s": p99})
+                print(json.dumps(windows[-1]), flush=True)
+                prev = snap
+            stop.set()
+            thread.join(60)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+    steady = [w for w in windows if w["minute"] >= warmup_min]
+    rss_start, rss_end = steady[0]["rss_mb"], steady[-1]["rss_mb"]
+    third = max(1, len(steady) // 3)
+    p99s = lambda ws: sorted(w["ingest_p99_s"] for w in ws if w["ingest_p99_s"] is not None)  # noqa: E731
+    first, last = p99s(steady[:third]), p99s(steady[-third:])
+    med = lambda xs: xs[len(xs) // 2] if xs else None  # noqa: E731
+    return {"maximum_events_per_s": maximum, "rate": rate, "minutes": minutes, "windows": windows,
+            "rss_after_warmup_mb": rss_start, "rss_end_mb": rss_end,
+            "rss_growth": (rss_end - rss_start) / rss_start,
+            "p99_first_third_s": med(first), "p99_last_third_s": med(last)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--share", type=float, default=0.8)
+    ap.add_argument("--users", type=int, default=50_000)
+    ap.add_argument("--burst", type=int, default=60_000)
+    ap.add_argument("--sample", type=float, default=30.0, help="seconds per window")
+    ap.add_argument("--warmup", type=float, default=5.0, help="minutes of warm-up left out of the verdicts")
+    args = ap.parse_args(argv)
+    r = run(args.minutes, args.share, args.users, args.burst, args.sample, args.warmup)
+    growth_ok = r["rss_growth"] < 0.10
+    p99_ok = (r["p99_first_third_s"] is not None and r["p99_last_third_s"] is not None
+              and r["p99_last_third_s"] <= 2 * max(r["p99_first_third_s"], 0.01))
+    print(f"\nmaximum {r['maximum_events_per_s']:,.0f} events/s; soaked {r['minutes']} min at {r['rate']:,.0f}/s")
+    print(f"RSS after warm-up {r['rss_after_warmup_mb']:.0f} MB -> end {r['rss_end_mb']:.0f} MB "
+          f"({100 * r['rss_growth']:+.1f}%; target < +10%: {'met' if growth_ok else 'NOT met'})")
+    print(f"ingest->store p99 (median of windows): first third {r['p99_first_third_s']} s, last third "
+          f"{r['p99_last_third_s']} s ({'steady' if p99_ok else 'NOT steady'})")
+    Path(ROOT / "bench" / "soak-latest.json").write_text(json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
