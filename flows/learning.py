@@ -112,10 +112,6 @@ class Learner:
         if self.models is not None:
             self._labels(self.models.advance(profile, now_ms))
 
-    def forget(self, profile) -> None:
-        if self.models is not None:
-            self.models.forget(profile)
-
     def _labels(self, labels) -> None:
         if not labels:
             return
