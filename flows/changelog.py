@@ -22,12 +22,12 @@ watermarks and the pickled model state (processor-only).
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable, Mapping
 
 import orjson
 from confluent_kafka import Producer
+
+from flows.outbox import Drain
 
 from state.store import PROFILES_CF, _batch_items, _PHYSICAL, meta_key
 
@@ -77,50 +77,17 @@ def split_record_key(record_key: bytes) -> tuple[str, bytes]:
     return FAMILY_OF_BYTE[record_key[0]], record_key[1:]
 
 
-class ChangelogPublisher:
+class ChangelogPublisher(Drain):
     """Drains the ``c`` entries of ``store`` to ``topic`` (see the module docstring)."""
 
     def __init__(self, store, bootstrap_servers: str, topic: str, producer_config: Mapping[str, str] | None = None,
                  *, batch: int = 200, idle_wait_s: float = 0.05) -> None:
-        self._store = store
         self._topic = topic
         self._producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": "true",
                                    "linger.ms": "5", "compression.type": "lz4", **dict(producer_config or {})})
-        self._batch = batch
-        self._idle_wait = idle_wait_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="pulse-changelog", daemon=True)
-        self._cursor = CHANGELOG_PREFIX
-        self.published = 0  # records acknowledged
-
-    def start(self) -> ChangelogPublisher:
-        self._thread.start()
-        return self
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Publish what is left (bounded by ``timeout``), then stop."""
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while True:
-            stopping = self._stop.is_set()
-            try:
-                sent = self.drain_once()
-            except Exception:  # keep the entries; retry after a pause
-                log.exception("publishing the changelog failed; will retry")
-                sent = 0
-                time.sleep(1.0)
-            if stopping and sent == 0:
-                return
-            if sent == 0:
-                self._wake.wait(self._idle_wait)
-                self._wake.clear()
+        # ``published`` counts records acknowledged (a changelog entry names several).
+        self._init_drain(store, batch, idle_wait_s, name="pulse-changelog", what="the changelog",
+                         cursor=CHANGELOG_PREFIX)
 
     def drain_once(self) -> int:
         """Publish up to ``batch`` entries' keys; returns the entries done."""

@@ -26,32 +26,30 @@ log = logging.getLogger(__name__)
 TRIGGER_ID_HEADER = "pulse.trigger_id"
 
 
-class OutboxPublisher:
-    def __init__(self, store: RocksStore, bootstrap_servers: str, topic: str,
-                 producer_config: Mapping[str, str] | None = None, *, batch: int = 5000,
-                 idle_wait_s: float = 0.05) -> None:
-        self._topic = topic
-        self._producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": "true",
-                                   "linger.ms": "0", **dict(producer_config or {})})
-        self._init_drain(store, batch, idle_wait_s)
+class Drain:
+    """A thread that calls ``drain_once()`` (publish some records from the store, return
+    how many) until it returns 0, then waits for ``wake()`` or ``idle_wait_s``; on an
+    error it logs, keeps the records and retries after a second; ``stop()`` drains what
+    is left first. Subclasses set their destination and call ``_init_drain``."""
 
-    def _init_drain(self, store: RocksStore, batch: int, idle_wait_s: float) -> None:
-        """The drain's own state, whatever the destination."""
+    def _init_drain(self, store, batch: int, idle_wait_s: float, *, name: str = "pulse-outbox",
+                    what: str = "the trigger outbox", cursor: bytes = b"o") -> None:
         self._store = store
         self._batch = batch
         self._idle_wait = idle_wait_s
+        self._what = what
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="pulse-outbox", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.published = 0
-        self._cursor = b"o"
+        self._cursor = cursor
 
-    def start(self) -> OutboxPublisher:
+    def start(self):
         self._thread.start()
         return self
 
     def wake(self) -> None:
-        """New triggers are in the store: drain now rather than at the next poll."""
+        """New records are in the store: drain now rather than at the next poll."""
         self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -65,8 +63,8 @@ class OutboxPublisher:
             stopping = self._stop.is_set()
             try:
                 sent = self.drain_once()
-            except Exception:  # keep the outbox; retry after a pause
-                log.exception("publishing the trigger outbox failed; will retry")
+            except Exception:  # keep the records; retry after a pause
+                log.exception("publishing %s failed; will retry", self._what)
                 sent = 0
                 time.sleep(1.0)
             if stopping and sent == 0:
@@ -74,6 +72,19 @@ class OutboxPublisher:
             if sent == 0:
                 self._wake.wait(self._idle_wait)
                 self._wake.clear()
+
+    def drain_once(self) -> int:
+        raise NotImplementedError
+
+
+class OutboxPublisher(Drain):
+    def __init__(self, store: RocksStore, bootstrap_servers: str, topic: str,
+                 producer_config: Mapping[str, str] | None = None, *, batch: int = 5000,
+                 idle_wait_s: float = 0.05) -> None:
+        self._topic = topic
+        self._producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": "true",
+                                   "linger.ms": "0", **dict(producer_config or {})})
+        self._init_drain(store, batch, idle_wait_s)
 
     def drain_once(self) -> int:
         """Publish up to ``batch`` outbox records; returns how many were acknowledged."""

@@ -199,13 +199,8 @@ class MemoryStore(_Lookups):
         self._lock = threading.Lock()
 
     def apply(self, profiles, aliases=None, members=None, items=None, raw=None) -> None:
-        with self._lock:
-            for cf, key, value in _batch_items(profiles, aliases or {}, members or {}, items, raw):
-                cf = _PHYSICAL[cf]
-                if value is None:
-                    self._data[cf].pop(key, None)
-                else:
-                    self._data[cf][key] = value
+        self.raw_apply((_PHYSICAL[cf], key, value)
+                       for cf, key, value in _batch_items(profiles, aliases or {}, members or {}, items, raw))
 
     def _raw(self, cf: str, key: bytes) -> bytes | None:
         return self._data[_PHYSICAL[cf]].get(key)
@@ -304,15 +299,8 @@ class RocksStore(_Lookups):
     def apply(self, profiles, aliases=None, members=None, items=None, raw=None) -> None:
         """Write every change (``None`` deletes) atomically, in one WriteBatch; ``raw``
         maps full default-family keys (segments, timers, outbox, meta) to values."""
-        wb = WriteBatch(raw_mode=True)
-        for cf, key, value in _batch_items(profiles, aliases or {}, members or {}, items, raw):
-            handle = self._handles[_PHYSICAL[cf]]
-            if value is None:
-                wb.delete(key, handle)
-            else:
-                wb.put(key, value, handle)
-        if len(wb):
-            self._db.write(wb)
+        self.raw_apply((_PHYSICAL[cf], key, value)
+                       for cf, key, value in _batch_items(profiles, aliases or {}, members or {}, items, raw))
 
     def raw_apply(self, rows) -> None:
         """(physical family, key, value or None) rows in one WriteBatch (changelog replicas)."""
