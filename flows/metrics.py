@@ -32,6 +32,8 @@ STORE_WRITE = Histogram(
 )
 PROFILES_WRITTEN = Counter("pulse_profiles_written_total", "Profile records written to the store")
 PROFILES_IN_MEMORY = Gauge("pulse_profiles_in_memory", "Profiles currently held in processor memory")
+PROFILE_CACHE_BYTES = Gauge("pulse_profile_cache_bytes",
+                            "Estimated process memory of the profiles held in memory (bounded by state.cache_mb)")
 DLQ_PUBLISHED = Counter("pulse_dlq_published_total", "Records written to the dead-letter sink")
 CONSUMER_LAG = Gauge("pulse_consumer_lag", "Records in the partition not yet read (from librdkafka statistics)",
                      ["topic", "partition"])

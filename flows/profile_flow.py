@@ -183,6 +183,8 @@ class ProfileLogic:
         engine = st.engine
         with st.lock:
             write = StoreWrite(write_seq=st.next_seq())
+            # Every profile this batch reads stays in memory until its write lands.
+            st.profiles.batch_seq = write.write_seq
             dirty: set[str] = set()
             dirty_items: set[str] = set()
             outcomes: dict[str, int] = {}
@@ -202,10 +204,9 @@ class ProfileLogic:
                     continue
                 self._identity(item, write)
                 pid = st.identity.current(item.routing.profile_id)
+                # Pinned by the read (batch_seq): loading other profiles in this batch must
+                # not evict it (a later record of it would reload the stored, older version).
                 profile = st.profiles.get_or_create(pid)
-                # Pinned at once: loading other profiles in this batch must not evict it
-                # (a later record of it would reload the stored, older version).
-                st.profiles.changed(pid, write.write_seq)
                 pe = item.event
                 for old in item.routing.merged_from:
                     merged = st.profiles.get(old)
@@ -248,8 +249,8 @@ class ProfileLogic:
                 if profile is None:
                     continue
                 profile.compact(st.policy)
-                write.profiles[pid] = encode_profile(profile)
-                st.profiles.changed(pid, write.write_seq)
+                write.profiles[pid] = encoded = encode_profile(profile)
+                st.profiles.changed(pid, write.write_seq, len(encoded))
                 self._schedule(pid, self._wake(profile), write)
             st.learner.maybe_save(write.raw, force=st.clocks.all_finished())
             if sources:
@@ -257,7 +258,9 @@ class ProfileLogic:
             if write.triggers:
                 write.raw[meta_key(OUTBOX_SEQ_META)] = encode_ms(st.outbox_seq)
             m.PROFILES_IN_MEMORY.set(len(st.profiles))
+            m.PROFILE_CACHE_BYTES.set(st.profiles.memory_estimate())
             m.TIMERS_PENDING.set(len(st.timers))
+            st.profiles.batch_seq = None
         for outcome, n in outcomes.items():
             m.OUTCOME[outcome].inc(n)
         if not (write.profiles or write.aliases or write.members or write.erasures or write.items or write.raw
@@ -575,6 +578,7 @@ def build_flow(
     policy: Policy | None = None,
     max_aliases: int = 50,
     cache_profiles: int = 100_000,
+    cache_bytes: int | None = None,
     control: Source[RawRecord] | None = None,
     erasure_sink: Sink[dict] | None = None,
     exposures: Source[RawRecord] | None = None,
@@ -590,7 +594,8 @@ def build_flow(
     triggers go to the store's outbox (``flows.outbox`` publishes them)."""
     if state is None:
         state = ProcessorState(store, policy=policy or Policy(), max_aliases=max_aliases,
-                               cache_profiles=cache_profiles, segments=segments, lateness_ms=lateness_ms,
+                               cache_profiles=cache_profiles, cache_bytes=cache_bytes, segments=segments,
+                               lateness_ms=lateness_ms,
                                pii_key=options.pii_key, experiments=experiments, learner=learner)
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)

@@ -184,6 +184,7 @@ def flow_settings(cfg: PulseConfig, *, demo: bool = False) -> dict:
                          dedupe_max=p.dedupe_max_ids),
         "max_aliases": cfg.identity.max_aliases,
         "cache_profiles": cfg.state.cache_profiles,
+        "cache_bytes": cfg.state.cache_mb * 1024 * 1024,
         "segments": segment_set(cfg, demo=demo),
         "lateness_ms": cfg.processor.lateness_ms,
         "content_requirements": content_requirements(cfg, demo=demo),
@@ -208,7 +209,8 @@ def processor_state(store: ProfileStore, settings: dict) -> ProcessorState:
     """The flow's shared state, with stored memberships brought in line with the segment
     definitions (a backfill when they changed since the last run)."""
     state = ProcessorState(store, policy=settings["policy"], max_aliases=settings["max_aliases"],
-                           cache_profiles=settings["cache_profiles"], segments=settings["segments"],
+                           cache_profiles=settings["cache_profiles"],
+                           cache_bytes=settings.get("cache_bytes"), segments=settings["segments"],
                            lateness_ms=settings["lateness_ms"], pii_key=settings["options"].pii_key,
                            extra_requirements=settings["content_requirements"],
                            experiments=settings["experiments"], learner=learner(store, settings.get("models")))

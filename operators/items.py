@@ -135,7 +135,9 @@ class ItemStats:
         neighbors = self.neighbors
         neighbors[item_id] = neighbors.get(item_id, 0.0) + weight
         if len(neighbors) > MAX_NEIGHBORS:
-            del neighbors[min(neighbors.items(), key=lambda kv: (kv[1], kv[0]))[0]]
+            # Two C-speed passes instead of a key function per entry (this runs per pair).
+            weakest = min(neighbors.values())
+            del neighbors[min(k for k, v in neighbors.items() if v == weakest)]
 
     def popularity(self, at_ms: int) -> float:
         """The decayed popularity at ``at_ms`` (never grows for times after the reference)."""

@@ -47,6 +47,7 @@ class KafkaConfig:
 class StateConfig:
     dir: str = "./pulse-data"
     cache_profiles: int = 100_000  # profiles (and 2x identity links) kept in processor memory
+    cache_mb: int = 1024  # estimated memory of the profiles kept in processor memory
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("kafka", "batch_size", 1 <= cfg.kafka.batch_size <= 100_000, "must be in 1..100000"),
         ("kafka", "topic_partitions", cfg.kafka.topic_partitions >= 1, "must be at least 1"),
         ("state", "cache_profiles", cfg.state.cache_profiles >= 100, "must be at least 100"),
+        ("state", "cache_mb", cfg.state.cache_mb >= 16, "must be at least 16"),
         ("privacy", "default_consent", cfg.privacy.default_consent in ("opt-in", "opt-out"),
          "must be \"opt-in\" or \"opt-out\""),
         ("privacy", "dedupe_horizon_hours", cfg.privacy.dedupe_horizon_hours > 0, "must be positive"),

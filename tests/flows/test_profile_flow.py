@@ -75,20 +75,22 @@ def store(request, tmp_path):
     s.close()
 
 
-def run(records, store, cache_profiles=100_000):
+def run(records, store, cache_profiles=100_000, cache_bytes=None):
     dead = []
     run_main(build_flow(TestingSource(records, batch_size=50), TestingSink(dead), store,
-                        cache_profiles=cache_profiles))
+                        cache_profiles=cache_profiles, cache_bytes=cache_bytes))
     return dead
 
 
-@pytest.mark.parametrize("cache_profiles", [100_000, 50])
-def test_large_stream_with_logins_equals_reference(cache_profiles):
-    # With a cache of 50 profiles (100 identity links) for 2,000 people, profiles and
-    # links are evicted and reloaded all the time, merges included.
+@pytest.mark.parametrize("cache_profiles, cache_bytes", [(100_000, None), (50, None), (100_000, 200_000)])
+def test_large_stream_with_logins_equals_reference(cache_profiles, cache_bytes):
+    # With a cache of 50 profiles (100 identity links) for 2,000 people, or a memory
+    # budget of ~200 KB (some 40 small profiles), profiles and links are evicted and
+    # reloaded all the time, merges included.
     records = synthetic_records(40_000, seed=11, users=2000, partitions=3, step_ms=10)
-    store = MemoryStore()
-    run(records, store, cache_profiles=cache_profiles)
+    store = CountingStore(MemoryStore())
+    run(records, store, cache_profiles=cache_profiles, cache_bytes=cache_bytes)
+    assert (store.loads > 4000) is (cache_profiles < 100 or cache_bytes is not None)
     assert_matches_reference(store, records, seed=11)
 
 

@@ -47,6 +47,7 @@ def test_config_file_from_env_variable(tmp_path):
         ('[serving]\n# comment\nmetrics_port = 70000\n', "pulse.toml:3: serving.metrics_port = 70000 must be a port"),
         ('[kafka]\ncreate_topics = "yes"\n', "pulse.toml:2: kafka.create_topics must be true or false"),
         ('[kafka]\nconsumer = 3\n', "pulse.toml:2: kafka.consumer must be a table"),
+        ('[state]\ncache_mb = 8\n', "pulse.toml:2: state.cache_mb = 8 must be at least 16"),
     ],
 )
 def test_bad_file_names_file_line_and_problem(tmp_path, text, message):

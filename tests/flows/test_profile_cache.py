@@ -1,0 +1,78 @@
+"""The processor's profile cache: bounded by count and by estimated memory, never
+dropping a profile whose write is still in flight."""
+
+from __future__ import annotations
+
+from flows.runtime_state import MEMORY_PER_STORED_BYTE, ProfileCache
+from operators.profile import Profile
+from state.store import MemoryStore
+
+
+def filled(n: int) -> MemoryStore:
+    store = MemoryStore()
+    store.write(Profile(f"user:{i}") for i in range(n))
+    return store
+
+
+def write(cache: ProfileCache, pid: str, seq: int, stored_bytes: int) -> None:
+    cache.get_or_create(pid)
+    cache.changed(pid, seq, stored_bytes)
+    cache.written({seq})
+
+
+def test_the_count_bound_drops_the_least_recently_used_down_to_ninety_percent():
+    cache = ProfileCache(filled(200), capacity=100)
+    for i in range(100):
+        cache.get(f"user:{i}")
+    cache.get("user:0")  # now the most recent
+    cache.get("user:100")  # one too many
+    assert len(cache) == 90
+    kept = set(cache._entries)
+    assert "user:0" in kept and "user:100" in kept
+    assert "user:1" not in kept and "user:11" not in kept and "user:12" in kept
+
+
+def test_the_memory_bound_drops_profiles_by_their_written_size():
+    budget = 100 * 1000 * MEMORY_PER_STORED_BYTE  # room for 100 records of 1,000 bytes
+    cache = ProfileCache(MemoryStore(), capacity=10_000, budget_bytes=budget)
+    for i in range(100):
+        write(cache, f"user:{i}", i + 1, 1000)
+    assert len(cache) == 100 and cache.memory_estimate() == budget
+    # One heavy profile (the size of 20 light ones) pushes out the oldest light ones,
+    # down to 90% of the budget.
+    write(cache, "user:heavy", 1000, 20_000)
+    assert cache.memory_estimate() <= budget * 9 // 10
+    assert "user:heavy" in cache._entries and "user:99" in cache._entries
+    assert "user:0" not in cache._entries
+    assert len(cache) == 1 + (budget * 9 // 10 - 20_000 * MEMORY_PER_STORED_BYTE) // (1000 * MEMORY_PER_STORED_BYTE)
+
+
+def test_a_profile_growing_in_place_is_counted_at_its_latest_size():
+    cache = ProfileCache(MemoryStore(), capacity=100, budget_bytes=10**9)
+    write(cache, "user:a", 1, 1000)
+    write(cache, "user:a", 2, 3000)
+    assert cache.memory_estimate() == 3000 * MEMORY_PER_STORED_BYTE
+    cache.delete("user:a", 3)
+    cache.written({3})
+    assert cache.memory_estimate() == 0
+
+
+def test_loaded_profiles_count_as_the_average_until_written():
+    store = filled(3)
+    cache = ProfileCache(store, capacity=100, budget_bytes=10**9)
+    write(cache, "user:x", 1, 2000)
+    cache.get("user:0")
+    cache.get("user:1")
+    assert cache.memory_estimate() == 3 * 2000 * MEMORY_PER_STORED_BYTE
+
+
+def test_pinned_profiles_stay_whatever_the_bounds():
+    budget = 10 * 1000 * MEMORY_PER_STORED_BYTE
+    cache = ProfileCache(MemoryStore(), capacity=10_000, budget_bytes=budget)
+    for i in range(30):  # written but not yet landed: pinned
+        cache.get_or_create(f"user:{i}")
+        cache.changed(f"user:{i}", 1, 1000)
+    cache.get_or_create("user:extra")
+    assert len(cache) == 31  # over budget, but every written entry is in flight
+    cache.written({1})
+    assert cache.memory_estimate() <= budget * 9 // 10
