@@ -606,6 +606,9 @@ def _workers_list(text: str) -> list[int]:
     return values
 
 
+RECS_FACTORS, RECS_NEIGHBORS, RECS_RECENT = 32, 60, 20  # the models' defaults and bounds
+
+
 def _recs_writer_main(conn, store_dir: str, n_items: int, n_profiles: int, seed: int,
                       profile_writes_per_ms: float, item_writes_per_ms: float) -> None:
     from operators.items import ItemStats
@@ -617,14 +620,27 @@ def _recs_writer_main(conn, store_dir: str, n_items: int, n_profiles: int, seed:
     now = int(time.time() * 1000)
     cats = [f"dept{a}/cat{b}" for a in range(20) for b in range(10)]  # 200 categories
 
+    # What the models learn (operators.reco): factors on items and profiles, up to 60
+    # co-occurrence neighbours per item, the last 20 product interactions per profile.
+    brands = [f"brand{b}" for b in range(300)]
+
+    def vector() -> list[float]:
+        return [rng.gauss(0.0, 0.3) for _ in range(RECS_FACTORS)]
+
     def item(i: int, t: int) -> ItemStats:
         return ItemStats(f"sku-{i:06d}", cats[i % len(cats)], t - 10**7, round(rng.uniform(2, 400), 2), t - 10**7,
                          rng.expovariate(0.05), t - rng.randrange(3_600_000), rng.randrange(500),
-                         rng.randrange(50), rng.randrange(20))
+                         rng.randrange(50), rng.randrange(20), brand=brands[i % len(brands)], brand_ms=t - 10**7,
+                         trend=rng.expovariate(0.2), trend_ref_ms=t - rng.randrange(3_600_000), factors=vector(),
+                         neighbors={f"sku-{rng.randrange(n_items):06d}": round(rng.expovariate(1.0), 3)
+                                    for _ in range(RECS_NEIGHBORS)})
 
     def profile(n: int, t: int) -> Profile:
         pid = f"user:u{n:06d}"
         liked = rng.sample(cats, 5)
+        recent = sorted([t - rng.randrange(86_400_000), f"sku-{rng.randrange(n_items):06d}",
+                         rng.choice(("product_view", "product_view", "product_view", "add_to_cart", "purchase"))]
+                        for _ in range(RECS_RECENT))
         cart = {f"sku-{rng.randrange(n_items):06d}": {"ops": [[t - 5000, 1]], "since": 0, "price": 10.0,
                                                       "price_ms": t - 5000, "category": liked[0]}
                 for _ in range(rng.randrange(3))}
@@ -634,7 +650,9 @@ def _recs_writer_main(conn, store_dir: str, n_items: int, n_profiles: int, seed:
                        categories={c: rng.randrange(1, 30) for c in liked},
                        purchased={f"sku-{rng.randrange(n_items):06d}": t - 60_000 for _ in range(rng.randrange(4))},
                        positions={SOURCE: n}, version=n,
-                       seen={f"{rng.getrandbits(64):016x}": t - k for k in range(16)})
+                       seen={f"{rng.getrandbits(64):016x}": t - k for k in range(16)},
+                       factors=vector(), recent=recent, brands={b: rng.randrange(1, 10) for b in rng.sample(brands, 4)},
+                       price_taste=[round(1_000_000 * rng.uniform(1.0, 5.0)) * 10, 10])
 
     t0 = time.perf_counter()
     path = Path(store_dir)

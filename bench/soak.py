@@ -1,11 +1,16 @@
 """A soak: `pulse run` for a long time at a steady share of its measured maximum
 throughput, watching latency and memory.
 
-    python -m bench.soak [--minutes 30] [--share 0.8] [--users 50000]
+    python -m bench.soak [--minutes 30] [--share 0.8] [--users 1000000]
 
 1. Maximum: a backlog of ``--burst`` synthetic events is produced, ``pulse run`` (the
    default configuration: the 20 example segments, the models) is started and the rate
-   at which it applies them is measured — events/s, in this run.
+   at which it applies the second half of them (50% to 90%) is measured — events/s, in
+   this run. Not the first half: young profiles and items are cheaper to update than
+   ones with a history, so a rate measured on a fresh store overstates the steady one.
+   The users' activity is heavy-tailed (``ClickstreamGenerator``): out of a million
+   users, a few hundred are very active and most come back rarely, so the profile
+   cache turns over as it does in production.
 2. Soak: the same process then gets current events at ``--share`` of that rate for
    ``--minutes``. Every ``--sample`` seconds: the process's RSS (``/proc/<pid>/status``),
    events applied, and the ingest -> store latency p50/p99 over the last window (from the
@@ -44,6 +49,10 @@ def rss_mb(pid: int) -> float:
 
 def _applied(snap) -> float:
     return sum(v for labels, v in snap.series("pulse_events_out_total") if labels.get("outcome") == "applied")
+
+
+def _gauge(snap, name: str) -> float:
+    return sum(v for _labels, v in snap.series(name))
 
 
 def _buckets(snap) -> list[tuple[float, float]]:
@@ -90,7 +99,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
         proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", "run"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
-            # 1. the maximum: how fast the backlog is applied (from the first to the last 10%).
+            # 1. the maximum: how fast the backlog's second half is applied (50% to 90%).
             marks = {}
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline:
@@ -98,7 +107,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                     applied = _applied(scrape(url))
                 except Exception:
                     applied = 0.0
-                for frac in (0.1, 0.9):
+                for frac in (0.5, 0.9):
                     if frac not in marks and applied >= frac * burst:
                         marks[frac] = time.monotonic()
                 if 0.9 in marks:
@@ -106,7 +115,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                 time.sleep(0.2)
             else:
                 raise RuntimeError("the backlog was not applied in 15 minutes")
-            maximum = 0.8 * burst / (marks[0.9] - marks[0.1])
+            maximum = 0.4 * burst / (marks[0.9] - marks[0.5])
             rate = share * maximum
             print(f"maximum {maximum:,.0f} events/s; soaking at {rate:,.0f} events/s for {minutes} min", flush=True)
 
@@ -138,7 +147,9 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                 p50, p99 = _window_quantiles(prev, snap)
                 windows.append({"minute": round((time.monotonic() - t0) / 60, 2), "rss_mb": round(rss_mb(proc.pid), 1),
                                 "events_per_s": round((_applied(snap) - _applied(prev)) / sample_s, 1),
-                                "ingest_p50_s": p50, "ingest_p99_s": p99})
+                                "ingest_p50_s": p50, "ingest_p99_s": p99,
+                                "profiles_in_memory": _gauge(snap, "pulse_profiles_in_memory"),
+                                "cache_mb": round(_gauge(snap, "pulse_profile_cache_bytes") / 2**20, 1)})
                 print(json.dumps(windows[-1]), flush=True)
                 prev = snap
             stop.set()
@@ -168,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--share", type=float, default=0.8)
-    ap.add_argument("--users", type=int, default=50_000)
-    ap.add_argument("--burst", type=int, default=60_000)
+    ap.add_argument("--users", type=int, default=1_000_000)
+    ap.add_argument("--burst", type=int, default=200_000)
     ap.add_argument("--sample", type=float, default=30.0, help="seconds per window")
     ap.add_argument("--warmup", type=float, default=5.0, help="minutes of warm-up left out of the verdicts")
     args = ap.parse_args(argv)

@@ -190,8 +190,16 @@ class Timers:
         if at is None:
             self._at.pop(pid, None)
             return
+        if self._at.get(pid) == at:
+            return
         self._at[pid] = at
-        heapq.heappush(self._heap, (at, pid))
+        heap = self._heap
+        heapq.heappush(heap, (at, pid))
+        if len(heap) > 2 * len(self._at) + 1024:
+            # Rescheduling leaves the old entries behind (lazy deletion); without this the
+            # heap would grow with every event, not with the profiles.
+            self._heap = [(when, key) for key, when in self._at.items()]
+            heapq.heapify(self._heap)
 
     def due(self, before_ms: int) -> list[str]:
         """Profiles with an instant before ``before_ms`` (removed from the heap)."""

@@ -76,3 +76,15 @@ def test_pinned_profiles_stay_whatever_the_bounds():
     assert len(cache) == 31  # over budget, but every written entry is in flight
     cache.written({1})
     assert cache.memory_estimate() <= budget * 9 // 10
+
+
+def test_rescheduled_timers_do_not_grow_the_heap():
+    from flows.runtime_state import Timers
+
+    timers = Timers(MemoryStore())
+    for step in range(50_000):  # 10 profiles rescheduled 5,000 times each
+        timers.set(f"user:{step % 10}", 1_000_000 + step)
+    assert len(timers) == 10 and len(timers._heap) <= 2 * 10 + 1024 + 1
+    timers.set("user:3", None)
+    assert timers.due(1_000_000 + 49_995) == ["user:0", "user:1", "user:2", "user:4"]
+    assert timers.due(10**9) == ["user:5", "user:6", "user:7", "user:8", "user:9"]
