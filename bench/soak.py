@@ -3,15 +3,17 @@ throughput, watching latency and memory.
 
     python -m bench.soak [--minutes 30] [--share 0.8] [--users 1000000]
 
-1. Maximum: a backlog of ``--burst`` synthetic events is produced, ``pulse run`` (the
-   default configuration: the 20 example segments, the models) is started and the rate
-   at which it applies the second half of them (50% to 90%) is measured — events/s, in
-   this run. Not the first half: young profiles and items are cheaper to update than
-   ones with a history, so a rate measured on a fresh store overstates the steady one.
-   The users' activity is heavy-tailed (``ClickstreamGenerator``): out of a million
-   users, a few hundred are very active and most come back rarely, so the profile
-   cache turns over as it does in production.
-2. Soak: the same process then gets current events at ``--share`` of that rate for
+1. Warm-up: a backlog of ``--burst`` synthetic events is produced and ``pulse run`` (the
+   default configuration: the 20 example segments, the models) applies it, so profiles
+   and items have a history and the profile cache is full: young state is cheaper to
+   update, and a rate measured on it overstates the steady one. The users' activity is
+   heavy-tailed (``ClickstreamGenerator``): out of a million users, a few hundred are very
+   active and most come back rarely, so the cache turns over as it does in production.
+2. Maximum: live events are offered faster than they can be applied (4,000/s) for 60 s;
+   the rate at which the processor applies them over the last 40 s is the maximum —
+   measured while the producer and the broker load the machine as they do during the
+   soak. The backlog this leaves is then applied.
+3. Soak: the same process then gets current events at ``--share`` of that rate for
    ``--minutes``. Every ``--sample`` seconds: the process's RSS (``/proc/<pid>/status``),
    events applied, and the ingest -> store latency p50/p99 over the last window (from the
    processor's own histogram, ``pulse_processing_latency_seconds{clock="ingest"}``).
@@ -49,6 +51,43 @@ def rss_mb(pid: int) -> float:
 
 def _applied(snap) -> float:
     return sum(v for labels, v in snap.series("pulse_events_out_total") if labels.get("outcome") == "applied")
+
+
+def _out(url: str) -> float:
+    """Records the processor is done with (applied, replayed, invalid, ...); 0 until its
+    metrics answer."""
+    for _attempt in range(5):
+        snap = scrape(url, timeout=10)
+        if not snap.error:
+            return sum(v for _labels, v in snap.series("pulse_events_out_total"))
+    return 0.0
+
+
+class Paced(threading.Thread):
+    """Produces ``gen``'s events to ``topic`` at ``rate`` per second, stamped now."""
+
+    def __init__(self, producer, topic: str, gen: ClickstreamGenerator, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.producer, self.topic, self.gen, self.rate = producer, topic, gen, rate
+        self.sent = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        start = time.monotonic()
+        while not self._stop_event.is_set():
+            due = int((time.monotonic() - start) * self.rate) - self.sent
+            now_ms = int(time.time() * 1000)
+            for _ in range(max(0, min(due, 5000))):
+                key, value = self.gen.next_record(now_ms)
+                self.producer.produce(self.topic, key=key, value=value)
+                self.sent += 1
+            self.producer.poll(0)
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(60)
+        self.producer.flush(30)
 
 
 def _gauge(snap, name: str) -> float:
@@ -99,61 +138,55 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
         proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", "run"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
-            # 1. the maximum: how fast the backlog's second half is applied (50% to 90%).
-            marks = {}
+            # 1. warm-up: the backlog is applied (profiles get a history, the cache fills).
             deadline = time.monotonic() + 900
-            while time.monotonic() < deadline:
-                try:
-                    applied = _applied(scrape(url))
-                except Exception:
-                    applied = 0.0
-                for frac in (0.5, 0.9):
-                    if frac not in marks and applied >= frac * burst:
-                        marks[frac] = time.monotonic()
-                if 0.9 in marks:
-                    break
-                time.sleep(0.2)
-            else:
-                raise RuntimeError("the backlog was not applied in 15 minutes")
-            maximum = 0.4 * burst / (marks[0.9] - marks[0.5])
+            while _out(url) < 0.99 * burst:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the backlog was not applied in 15 minutes")
+                time.sleep(0.5)
+            # 2. the maximum: live events offered faster than they can be applied, so the
+            # processor runs flat out while the producer and the broker load the machine
+            # as they do during the soak; measured over the last 40 of 60 seconds.
+            offered = Paced(producer, topic, gen, 4000.0)
+            offered.start()
+            time.sleep(20)
+            before, t_before = _out(url), time.monotonic()
+            time.sleep(40)
+            maximum = (_out(url) - before) / (time.monotonic() - t_before)
+            offered.stop()
+            drain_deadline = time.monotonic() + 900
+            while _out(url) < burst + offered.sent - 0.01 * offered.sent:
+                if time.monotonic() > drain_deadline:
+                    raise RuntimeError("the probe's backlog was not applied in 15 minutes")
+                time.sleep(0.5)
             rate = share * maximum
-            print(f"maximum {maximum:,.0f} events/s; soaking at {rate:,.0f} events/s for {minutes} min", flush=True)
+            print(f"maximum {maximum:,.0f} events/s (offered {offered.sent / 60:,.0f}/s); soaking at {rate:,.0f} "
+                  f"events/s for {minutes} min", flush=True)
 
-            # 2. the soak: a producer thread at `rate`, current timestamps.
-            stop = threading.Event()
-
-            def produce() -> None:
-                sent, start = 0, time.monotonic()
-                while not stop.is_set():
-                    due = int((time.monotonic() - start) * rate) - sent
-                    now_ms = int(time.time() * 1000)
-                    for _ in range(max(0, min(due, 5000))):
-                        key, value = gen.next_record(now_ms)
-                        producer.produce(topic, key=key, value=value)
-                        sent += 1
-                    producer.poll(0)
-                    time.sleep(0.01)
-                producer.flush(30)
-
-            thread = threading.Thread(target=produce, daemon=True)
+            # 3. the soak: events at `rate`, current timestamps.
+            thread = Paced(producer, topic, gen, rate)
             thread.start()
             windows = []
-            prev = scrape(url)
+            prev = scrape(url, timeout=10)
             end = time.monotonic() + minutes * 60
             t0 = time.monotonic()
+            t_prev = time.monotonic()
             while time.monotonic() < end:
                 time.sleep(sample_s)
-                snap = scrape(url)
+                snap = scrape(url, timeout=10)
+                if snap.error:  # this window joins the next one
+                    print(f"scrape failed ({snap.error}); window merged into the next", flush=True)
+                    continue
                 p50, p99 = _window_quantiles(prev, snap)
-                windows.append({"minute": round((time.monotonic() - t0) / 60, 2), "rss_mb": round(rss_mb(proc.pid), 1),
-                                "events_per_s": round((_applied(snap) - _applied(prev)) / sample_s, 1),
+                t_now = time.monotonic()
+                windows.append({"minute": round((t_now - t0) / 60, 2), "rss_mb": round(rss_mb(proc.pid), 1),
+                                "events_per_s": round((_applied(snap) - _applied(prev)) / (t_now - t_prev), 1),
                                 "ingest_p50_s": p50, "ingest_p99_s": p99,
                                 "profiles_in_memory": _gauge(snap, "pulse_profiles_in_memory"),
                                 "cache_mb": round(_gauge(snap, "pulse_profile_cache_bytes") / 2**20, 1)})
                 print(json.dumps(windows[-1]), flush=True)
-                prev = snap
-            stop.set()
-            thread.join(60)
+                prev, t_prev = snap, t_now
+            thread.stop()
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

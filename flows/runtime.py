@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from flows.changelog import ChangelogPublisher
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
 from flows.learning import Learner
+from flows.memory import GcFreezer
 from flows.replay_io import JsonlReplaySource
 from flows.kafka_io import KafkaControlSource, KafkaDeadLetterSink, KafkaErasureSink, KafkaEventSource
 from flows.outbox import JsonlOutboxPublisher, OutboxPublisher
@@ -289,7 +290,8 @@ def run_bounded(flow: Dataflow, cfg: PulseConfig) -> bool:
     by a signal."""
     install_handlers()
     try:
-        cli_main(flow, workers_per_process=1)
+        with GcFreezer():
+            cli_main(flow, workers_per_process=1)
     except (BytewaxRuntimeError, KeyboardInterrupt) as exc:
         if not _interrupted(exc):
             raise
@@ -342,12 +344,13 @@ def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:
     """
     install_handlers()
     try:
-        cli_main(
-            flow,
-            workers_per_process=cfg.processor.workers,
-            epoch_interval=timedelta(milliseconds=cfg.processor.epoch_interval_ms),
-            recovery_config=recovery_config(cfg.recovery_dir),
-        )
+        with GcFreezer():
+            cli_main(
+                flow,
+                workers_per_process=cfg.processor.workers,
+                epoch_interval=timedelta(milliseconds=cfg.processor.epoch_interval_ms),
+                recovery_config=recovery_config(cfg.recovery_dir),
+            )
     except (BytewaxRuntimeError, KeyboardInterrupt) as exc:
         if not _interrupted(exc):
             raise
