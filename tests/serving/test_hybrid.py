@@ -12,7 +12,7 @@ import pytest
 
 from operators.items import HALF_LIFE_MS, TREND_HALF_LIFE_MS, ItemStats
 from operators.profile import Policy, Profile
-from serving.hybrid import BLENDS, COLD, COLLABORATIVE, CONTENT
+from serving.hybrid import COLD, COLLABORATIVE, CONTENT, co_occurrence_scores
 from serving.recommend import (
     CONTEXT_BOOST,
     HYBRID,
@@ -96,7 +96,7 @@ def test_the_cold_stage_ranks_by_popularity():
 # -- co-occurrence ------------------------------------------------------------------------------
 
 NEIGHBOURS = build_index([
-    item("src-old", neighbors={"x": 4.0, "w": 1.0, "y": 0.5}), item("src-new", neighbors={"y": 2.0, "ghost": 1.0}),
+    item("src-old", neighbors={"x": 4.0, "w": 1.0, "y": 0.04}), item("src-new", neighbors={"y": 2.0, "ghost": 1.0}),
     item("p1", popularity=30.0), item("p2", popularity=25.0),
     item("w"), item("x"), item("y"),
 ])
@@ -117,6 +117,31 @@ def test_neighbours_of_the_recent_items_come_first_and_newer_sources_weigh_more(
 def test_neighbours_of_items_the_user_has_not_seen_get_no_lift():
     result = rec(NEIGHBOURS, user(2, recent=viewed("p2")), k=2)
     assert ids(result) == ["p1", "p2"] and set(reasons(result).values()) == {"popular now"}
+
+
+
+def test_co_occurrence_scores_sum_the_sources_and_name_the_strongest_one():
+    """The array version against the definition, on random neighbour lists that overlap."""
+    rnd = random.Random(3)
+    names = [f"i{n}" for n in range(40)]
+    index = build_index([item(name, neighbors={other: rnd.uniform(0.1, 5.0) for other in rnd.sample(names, 8) + ["gone"]})
+                         for name in names])
+    sources = [(name, 0.9 ** n) for n, name in enumerate(rnd.sample(names, 12) + ["unknown"])]
+    expected, strongest = [0.0] * len(index), {}
+    for position, (name, factor) in enumerate(sources):
+        if name not in index.rows:
+            continue
+        neighbors = index.models.neighbors[index.rows[name]]
+        for other, weight in neighbors.items():
+            if other in index.rows:
+                gain = factor * weight / max(neighbors.values())
+                expected[index.rows[other]] += gain
+                if gain > strongest.get(other, (0.0, -1))[0]:
+                    strongest[other] = (gain, position)
+    scores, best = co_occurrence_scores(index, index.models, sources)
+    assert list(scores) == pytest.approx([e / max(expected) for e in expected])
+    assert {name: int(best[index.rows[name]]) for name in names} == {
+        name: strongest.get(name, (0.0, -1))[1] for name in names}
 
 
 # -- collaborative -----------------------------------------------------------------------------
@@ -140,13 +165,16 @@ def test_without_learnt_user_factors_the_popular_group_wins():
     assert sorted(ids(rec(PLANTED, user(5), k=3))) == ["b0", "b1", "b2"]
 
 
-def test_the_collaborative_term_adds_the_dot_product_to_the_log_score_as_is():
-    """BPR dot products are log-odds: the module docstring has them add unscaled."""
-    u = [0.3, 0.4]
-    scores = {r.item_id: r.score for r in rec(PLANTED, user(5, factors=u), k=20).items}
-    w_cf = BLENDS[COLLABORATIVE][3]
-    # same popularity, category, price and brand; dot products 0.4 and -0.3
-    assert scores["m-mid"] - scores["b-low"] == pytest.approx(w_cf * 0.7)
+def test_the_collaborative_term_adds_the_dot_product_to_the_log_score_unscaled():
+    """BPR dot products are log-odds: the module docstring has them add as is, so the score
+    gap between two items grows in proportion to the gap between their dot products."""
+    def gap(u: list[float]) -> float:
+        scores = {r.item_id: r.score for r in rec(PLANTED, user(5, factors=u), k=20).items}
+        return scores["m-mid"] - scores["b-low"]  # same popularity, category, price and brand
+
+    # dot products 0.4 and -0.3, then 0.8 and -0.6: no normalisation by the user's norm
+    assert gap([0.3, 0.4]) > 0
+    assert gap([0.6, 0.8]) == pytest.approx(2 * gap([0.3, 0.4]))
 
 
 def test_an_item_without_factors_scores_as_the_least_liked_learnt_one_and_below_the_others():
@@ -155,6 +183,40 @@ def test_an_item_without_factors_scores_as_the_least_liked_learnt_one_and_below_
     assert scores["0-unlearnt"] == scores["b-low"]  # dot product -1, the lowest learnt
     # m-mid: equal otherwise, dot product 0; the unlearnt one would win a tie by item id
     assert order.index("m-mid") < order.index("0-unlearnt")
+
+
+# -- similarity to the recent items --------------------------------------------------------------
+
+def test_from_the_first_view_items_with_factors_like_the_viewed_ones_come_first():
+    result = rec(PLANTED, user(1, recent=viewed("a0")), k=3)
+    assert result.stage == CONTENT  # no user factors needed: only the items'
+    assert sorted(ids(result)) == ["a0", "a1", "a2"]  # though group B is twice as popular
+    assert set(reasons(result).values()) == {"similar to what you viewed"}
+
+
+def test_established_users_get_the_similarity_too():
+    result = rec(PLANTED, user(5, factors=[0.0, 1.0], recent=viewed("b0")), k=3)
+    assert result.stage == COLLABORATIVE
+    assert sorted(ids(result)) == ["b0", "b1", "b2"]
+
+
+@pytest.mark.parametrize("older, newer", [("a0", "b0"), ("b0", "a0")])
+def test_of_two_opposite_tastes_the_newer_view_wins(older, newer):
+    result = rec(PLANTED, user(2, recent=viewed(older, newer)), k=3)
+    assert {i[0] for i in ids(result)} == {newer[0]}
+
+
+def test_without_factors_on_the_recent_items_similarity_changes_nothing():
+    profile = user(2, recent=viewed("0-unlearnt", "nowhere"))
+    scores = {r.item_id: r.score for r in rec(PLANTED, profile, k=20).items}
+    assert len(set(scores.values())) == 2  # popularity 5 or 10: nothing else tells items apart
+
+
+def test_an_item_without_factors_is_as_similar_as_the_least_similar_learnt_one():
+    result = rec(PLANTED, user(2, recent=viewed("a0")), k=20)
+    scores, order = {r.item_id: r.score for r in result.items}, ids(result)
+    assert scores["0-unlearnt"] == scores["b-low"]  # cosine -1, the lowest learnt
+    assert order.index("m-mid") < order.index("0-unlearnt")  # cosine 0
 
 
 # -- content -------------------------------------------------------------------------------------
