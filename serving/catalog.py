@@ -136,7 +136,7 @@ class IncrementalItems:
         self._cats, self._scores, self._refs = cats, scores, refs
         self._trends, self._trend_refs, self._extras = trends, trend_refs, extras
         return make_index(ids, codes, names, prices, scores, refs, rows=prev.rows, breathe=self._step,
-                          trends=trends, trend_refs=trend_refs, extras=extras)
+                          trends=trends, trend_refs=trend_refs, extras=extras, previous_models=prev.models)
 
     def _full(self, keys: list[bytes], raws: list[bytes]) -> ItemIndex:
         """Items appeared or went: new rows, reusing the fields of records that did not change."""

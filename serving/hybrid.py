@@ -44,12 +44,20 @@ The weights were tuned on ``bench/bench_reco_quality.py`` (figures in the README
 popular answer's HitRate@10 and users with 1-4 from 1.22x to 1.34x. Scaling the
 collaborative term (z-score), a popularity weight below 1, co-occurrence as lift or its
 square root, and boosting or demoting recently viewed items did not help.
+
+Cost, 10,000 items: each pass over the rows is ~5-25 us, so the terms add in place into
+one array, the popularity term is computed once per index, co-occurrence is one
+``bincount`` over every (recent item, neighbour) pair, and item factors are float32 (the
+matrix product reads half the memory). A row's neighbours are resolved to rows once and
+kept while the row's item does not change (``item_models(previous=)``). Reasons are
+worked out only for the rows returned.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -69,6 +77,7 @@ BLENDS = {
 }
 POPULARITY_FLOOR = 1e-3  # added to popularity scaled 0..1 before its log
 AFFINITY_FLOOR = 0.05  # added to content and co-occurrence scores (0..1) before their logs
+LOG_AFFINITY_FLOOR = math.log(AFFINITY_FLOOR)
 REASON_FLOOR = 0.15  # a component must add at least this to name the reason
 # Per-item source labels (RecommendedItem.source).
 SOURCE_POPULAR, SOURCE_TRENDING = "popular", "trending"
@@ -85,7 +94,7 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 class ItemModels:
     """The learnt item side of an index, row-aligned with it (read-only)."""
 
-    factors: np.ndarray  # (rows, dim) float64; zero rows where nothing was learnt
+    factors: np.ndarray  # (rows, dim) float32 (half the memory to read per request); zero rows where nothing was learnt
     inverse_norms: np.ndarray  # float64 per row: 1 / the length of its factors; 0 where nothing was learnt
     learnt: np.ndarray  # bool per row: has factors
     trend_share: np.ndarray  # float64 per row: the trending part of the popularity column
@@ -95,6 +104,11 @@ class ItemModels:
     neighbors: tuple[Mapping[str, float], ...]  # per row: item id -> co-occurrence weight
     in_stock: np.ndarray  # bool per row: False only when the catalog says out of stock
     in_stock_list: list[bool]
+    brand_names: tuple[str | None, ...]  # per brand code (code 0: None)
+    log_price_known: np.ndarray  # float64 per row: log_price with 0 where the price is unknown
+    price_unknown: np.ndarray  # intp: the rows whose price is unknown
+    all_learnt: bool  # every row has factors (the usual case: nothing to fill in)
+    extras: tuple  # what this was built from (``item_models(previous=)`` compares them)
     # per row, filled on first use: its neighbours' rows and weights over the strongest one
     _neighbor_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
@@ -133,11 +147,15 @@ class ItemExtras(tuple):
 NO_EXTRAS = ItemExtras(None, (), MappingProxyType({}), None)
 
 
-def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.ndarray) -> ItemModels:
-    """Arrays for ``extras`` (one ``ItemExtras`` per row, row order)."""
+def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.ndarray,
+                previous: ItemModels | None = None) -> ItemModels:
+    """Arrays for ``extras`` (one ``ItemExtras`` per row, row order). ``previous``: the
+    models of an index with the same items in the same rows; the rows whose extras are
+    the same objects keep its neighbours and their arrays (an index rebuilt after some
+    items changed does not resolve every row's neighbours again)."""
     n = len(extras)
     dim = max((len(e[1]) for e in extras), default=0)
-    factors = np.zeros((n, dim), np.float64)
+    factors = np.zeros((n, dim), np.float32)
     learnt = np.zeros(n, bool)
     if dim:
         for row, e in enumerate(extras):
@@ -145,7 +163,7 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
             if len(f) == dim:
                 factors[row] = f
                 learnt[row] = True
-    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    norms = np.linalg.norm(factors.astype(np.float64), axis=1, keepdims=True)
     inverse_norms = np.divide(1.0, norms[:, 0], out=np.zeros(n), where=norms[:, 0] > 0)
     names = sorted({e[0] for e in extras if e[0]})
     brands = {name: code for code, name in enumerate(names, start=1)}
@@ -153,6 +171,12 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
     with np.errstate(divide="ignore", invalid="ignore"):
         log_price = np.where(prices > 0, np.log(np.where(prices > 0, prices, 1.0)), np.nan)
     in_stock_list = [e[3] is not False for e in extras]
+    same = [False] * n
+    if previous is not None and len(previous.extras) == n:
+        same = [a is b for a, b in zip(extras, previous.extras)]
+    neighbors = tuple(previous.neighbors[row] if same[row] else MappingProxyType(dict(e[2]) if e[2] else {})
+                      for row, e in enumerate(extras))
+    arrays = {} if previous is None else {row: got for row, got in previous._neighbor_arrays.items() if same[row]}
     return ItemModels(
         factors=_frozen(factors),
         inverse_norms=_frozen(inverse_norms),
@@ -161,9 +185,15 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
         brand_codes=_frozen(brand_codes),
         brands=MappingProxyType(brands),
         log_price=_frozen(log_price),
-        neighbors=tuple(MappingProxyType(dict(e[2])) if e[2] else MappingProxyType({}) for e in extras),
+        neighbors=neighbors,
         in_stock=_frozen(np.array(in_stock_list, bool)),
         in_stock_list=in_stock_list,
+        brand_names=(None, *names),
+        log_price_known=_frozen(np.nan_to_num(log_price, nan=0.0)),
+        price_unknown=_frozen(np.flatnonzero(np.isnan(log_price))),
+        all_learnt=bool(learnt.all()),
+        extras=tuple(extras),
+        _neighbor_arrays=arrays,
     )
 
 
@@ -200,13 +230,23 @@ def content_scores(index, models: ItemModels, profile: Profile) -> np.ndarray:
             code = models.brands.get(brand)
             if code is not None:
                 brand_weights[code] = count / top_b
-    scores = 0.5 * cat_weights[index.category_codes] + 0.3 * brand_weights[models.brand_codes]
+    # The weights are scaled on the small per-code arrays, then gathered per row.
+    cat_weights *= 0.5
+    brand_weights *= 0.3
+    scores = cat_weights[index.category_codes]
+    scores += brand_weights[models.brand_codes]
     taste = profile.mean_log_price()
     if taste is not None:
-        closeness = np.exp(-np.abs(models.log_price - taste))
-        scores += 0.2 * np.where(np.isnan(closeness), 0.5, closeness)
+        closeness = models.log_price_known - taste
+        np.abs(closeness, out=closeness)
+        np.negative(closeness, out=closeness)
+        np.exp(closeness, out=closeness)
+        if len(models.price_unknown):
+            closeness[models.price_unknown] = 0.5
+        closeness *= 0.2
+        scores += closeness
     else:
-        scores = scores + 0.1
+        scores += 0.1
     return scores
 
 
@@ -227,29 +267,47 @@ def recent_sources(profile: Profile) -> list[tuple[str, float]]:
     return sources
 
 
+class Pairs(NamedTuple):
+    """Every (recent item, neighbour) pair behind a co-occurrence score: the neighbour's
+    row, its gain (the recent item's weight times the neighbour's weight over its
+    strongest), and the recent item's position in the sources."""
+
+    target: np.ndarray
+    gain: np.ndarray
+    position: np.ndarray
+
+
 def co_occurrence_scores(index, models: ItemModels, sources: Sequence[tuple[str, float]]
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the weighted sum of neighbour weights from the recent items (``sources``),
-    scaled 0..1; and per row the position in ``sources`` of the recent item that gave it
-    the most (the first of equals; -1 where none did)."""
-    n = len(index)
-    scores = np.zeros(n)
-    best_gain = np.zeros(n)
-    best_source = np.full(n, -1, np.intp)
+                         ) -> tuple[np.ndarray, Pairs | None]:
+    """Per row, the sum of the gains of its pairs with the recent items (``sources``),
+    scaled 0..1; and the pairs (None when there are none)."""
     rows = index.rows
+    targets, gains, positions, lengths = [], [], [], []
     for position, (item_id, factor) in enumerate(sources):
         row = rows.get(item_id)
-        if row is None:
-            continue
-        targets, weights = models.neighbor_arrays(row, rows)
-        if not len(targets):
-            continue
-        gains = factor * weights
-        scores[targets] += gains  # a row's neighbours are distinct, so no index repeats
-        better = gains > best_gain[targets]
-        best_gain[targets[better]] = gains[better]
-        best_source[targets[better]] = position
-    return _scaled(scores), best_source
+        if row is not None:
+            neighbours, weights = models.neighbor_arrays(row, rows)
+            if len(neighbours):
+                targets.append(neighbours)
+                gains.append(weights * factor)
+                positions.append(position)
+                lengths.append(len(neighbours))
+    if not targets:
+        return np.zeros(len(index)), None
+    pairs = Pairs(np.concatenate(targets), np.concatenate(gains), np.repeat(np.asarray(positions, np.intp), lengths))
+    return _scaled(np.bincount(pairs.target, weights=pairs.gain, minlength=len(index))), pairs
+
+
+def strongest_source(pairs: Pairs | None, row: int) -> int:
+    """The position of the recent item that gave ``row`` the largest gain (the first of
+    equals), or -1. Asked only for the rows returned."""
+    if pairs is None:
+        return -1
+    mine = np.flatnonzero(pairs.target == row)
+    if not len(mine):
+        return -1
+    best = mine[np.argmax(pairs.gain[mine])]  # pairs are in source order: argmax keeps the first
+    return int(pairs.position[best]) if pairs.gain[best] > 0 else -1
 
 
 def recent_taste(index, models: ItemModels, sources: Sequence[tuple[str, float]]) -> np.ndarray | None:
@@ -271,6 +329,8 @@ def recent_taste(index, models: ItemModels, sources: Sequence[tuple[str, float]]
 
 def _lowest_where_unlearnt(models: ItemModels, values: np.ndarray) -> np.ndarray:
     """``values`` with the rows without factors at the lowest learnt value (or 0)."""
+    if models.all_learnt:
+        return values
     return np.where(models.learnt, values, min(0.0, float(values[models.learnt].min())))
 
 
@@ -281,7 +341,7 @@ class HybridStrategy:
     personalized = True
 
     def rank(self, index, profile: Profile | None, params, now_ms: int):
-        from serving.recommend import CONTEXT_BOOST, Ranking, _context_codes, _reason_texts
+        from serving.recommend import CONTEXT_BOOST, Ranking, _cached, _context_codes, _reason_texts
 
         if profile is None:
             raise ValueError("the hybrid strategy needs a profile")
@@ -289,49 +349,64 @@ class HybridStrategy:
         learnt_user = bool(profile.factors) and models.dim == len(profile.factors) and models.learnt.any()
         stage = stage_of(profile, learnt_user)
         w_base, w_content, w_co, w_sim, w_cf = BLENDS[stage]
-        scores = w_base * np.log(_scaled(index.popularity) + POPULARITY_FLOOR)
-        parts: list[tuple[str, float, np.ndarray]] = []
-        best_source: np.ndarray | None = None
+        # Each pass over the rows costs ~5-20 us at 10,000 items: the popularity term is
+        # computed once per index, the others add in place into one array.
+        log_popularity = _cached(index, ("hybrid-log-popularity", ""),
+                                 lambda: _frozen(np.log(_scaled(index.popularity) + POPULARITY_FLOOR)))
+        scores = log_popularity * w_base
+        # (component, weight, values, scale): the component's 0..1 value for a reason is
+        # max(values[row], 0) / scale, worked out only for the rows returned.
+        parts: list[tuple[str, float, np.ndarray, float]] = []
         if w_content:
             content = content_scores(index, models, profile)
-            scores = scores + w_content * np.log(content + AFFINITY_FLOOR)
-            parts.append((SOURCE_CONTENT, w_content, content))
+            scores += w_content * np.log(content + AFFINITY_FLOOR)
+            parts.append((SOURCE_CONTENT, w_content, content, 1.0))
         recent = recent_sources(profile) if w_co or w_sim else []
+        pairs = None
         if w_co:
-            co, best_source = co_occurrence_scores(index, models, recent)
-            scores = scores + w_co * np.log(co + AFFINITY_FLOOR)
-            parts.append((SOURCE_CO_OCCURRENCE, w_co, co))
+            co, pairs = co_occurrence_scores(index, models, recent)
+            # log(AFFINITY_FLOOR) everywhere, then the rest only where co-occurrence is not 0
+            scores += w_co * LOG_AFFINITY_FLOOR
+            touched = np.flatnonzero(co)
+            scores[touched] += w_co * (np.log(co[touched] + AFFINITY_FLOOR) - LOG_AFFINITY_FLOOR)
+            parts.append((SOURCE_CO_OCCURRENCE, w_co, co, 1.0))
         taste = recent_taste(index, models, recent) if w_sim else None
         user_factors = np.asarray(profile.factors, np.float64) if w_cf else None
         vectors = [v for v in (taste, user_factors) if v is not None]
-        if vectors:  # one pass over the item factors for both (~100 us per pass over 10,000 x 32)
-            products = models.factors @ np.column_stack(vectors)
+        if vectors:  # one pass over the item factors for both
+            products = (models.factors @ np.column_stack(vectors).astype(np.float32)).astype(np.float64)
         if taste is not None:
-            similarity = _lowest_where_unlearnt(models, products[:, 0] * models.inverse_norms)
-            scores = scores + w_sim * similarity
-            parts.append((SOURCE_SIMILAR, w_sim, np.maximum(similarity, 0.0)))
+            similarity = products[:, 0] * models.inverse_norms
+            similarity = _lowest_where_unlearnt(models, similarity)
+            scores += w_sim * similarity
+            parts.append((SOURCE_SIMILAR, w_sim, similarity, 1.0))
         if user_factors is not None:
             cf = _lowest_where_unlearnt(models, products[:, -1])
-            scores = scores + w_cf * cf
-            parts.append((SOURCE_COLLABORATIVE, w_cf, _scaled(np.maximum(cf, 0.0))))
+            scores += w_cf * cf
+            top_cf = float(cf.max()) if len(cf) else 0.0
+            if top_cf > 0:
+                parts.append((SOURCE_COLLABORATIVE, w_cf, cf, top_cf))
         context = _context_codes(index, params)
         if context:
             boost = np.zeros(len(index.category_names))
             boost[list(context)] = math.log1p(CONTEXT_BOOST)
-            scores = scores + boost[index.category_codes]
+            scores += boost[index.category_codes]
         boosted = frozenset(context)
         popular_in, you_like = _reason_texts(index)
         names = index.category_names
-        brand_names = {code: name for name, code in models.brands.items()}
+        brand_names = models.brand_names
         liked = profile.categories
 
         def reason(row: int, code: int) -> str:
             source, best = SOURCE_POPULAR, REASON_FLOOR
-            for name, weight, values in parts:
-                if weight * values[row] > best:
-                    source, best = name, weight * values[row]
-            if source == SOURCE_CO_OCCURRENCE and best_source is not None and best_source[row] >= 0:
-                return f"often viewed with {recent[best_source[row]][0]}"
+            for name, weight, values, scale in parts:
+                value = weight * float(values[row]) / scale
+                if value > best:
+                    source, best = name, value
+            if source == SOURCE_CO_OCCURRENCE:
+                position = strongest_source(pairs, row)
+                if position >= 0:
+                    return f"often viewed with {recent[position][0]}"
             if source == SOURCE_COLLABORATIVE:
                 return "people with similar taste liked it"
             if source == SOURCE_SIMILAR:
@@ -339,7 +414,7 @@ class HybridStrategy:
             if source == SOURCE_CONTENT:
                 if names[code] in liked:
                     return you_like[code]
-                brand = brand_names.get(int(models.brand_codes[row]))
+                brand = brand_names[models.brand_codes[row]]
                 if brand and brand in profile.brands:
                     return f"from {brand}, a brand you like"
                 return "close to what you usually look at"

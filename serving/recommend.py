@@ -142,10 +142,11 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
                prices: np.ndarray, scores: np.ndarray, refs: np.ndarray, as_of_ms: int | None = None,
                rows: Mapping[str, int] | None = None, breathe: Callable[[], None] | None = None, *,
                trends: np.ndarray | None = None, trend_refs: np.ndarray | None = None,
-               extras: Sequence[tuple] | None = None) -> ItemIndex:
+               extras: Sequence[tuple] | None = None, previous_models: ItemModels | None = None) -> ItemIndex:
     """An index from columns already in row (item id) order; ``category_names`` sorted and
     ``category_codes`` indexing it. ``rows`` may be passed when the ids are those of a
-    previous index (it is then reused). The arrays are taken over (made read-only).
+    previous index (it is then reused), and that index's ``models`` as ``previous_models``
+    (see ``item_models``). The arrays are taken over (made read-only).
 
     Sorting and listing the rows for the selection takes ~2 ms for 10,000 items; ``breathe``,
     if given, is called between its steps (each under ~0.8 ms), e.g. to let request
@@ -169,7 +170,8 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
     code_list = category_codes.tolist()
     lists = dict(price_list=prices.tolist(), popularity_list=popularity.tolist())
     pause()
-    models = item_models(extras if extras is not None else [NO_EXTRAS] * len(ids), prices, trend_share)
+    models = item_models(extras if extras is not None else [NO_EXTRAS] * len(ids), prices, trend_share,
+                         previous_models if rows is not None else None)
     pause()
     return ItemIndex(
         ids=_frozen(ids),

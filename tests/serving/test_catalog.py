@@ -183,3 +183,30 @@ def test_a_bad_item_record_is_an_error_naming_it():
     store.apply({}, items={"a": b'{"v": 9, "item_id": "a"}'})
     with pytest.raises(StateCodecError, match="undecodable item record"):
         IncrementalItems(store).build()
+
+
+def test_an_incremental_build_keeps_the_resolved_neighbours_of_unchanged_items_only():
+    rng = random.Random(11)
+    store = MemoryStore()
+    ids = [f"i{n:03d}" for n in range(60)]
+
+    def stats(item_id, t):
+        return ItemStats(item_id, "c", t, 5.0, t, rng.uniform(0, 50), t,
+                         neighbors={other: round(rng.uniform(0.1, 3.0), 2) for other in rng.sample(ids, 6)})
+
+    store.apply({}, items={i: encode_item(stats(i, 10**12)) for i in ids})
+    builder = IncrementalItems(store)
+    index = builder.build()
+    for step in range(6):
+        for row in range(len(index)):  # every row's neighbours resolved, as requests do
+            index.models.neighbor_arrays(row, index.rows)
+        changed = set(rng.sample(ids, 5))
+        store.apply({}, items={i: encode_item(stats(i, 10**12 + step + 1)) for i in changed})
+        patched, fresh = builder.build(), build_index(store.iter_items())
+        assert builder.decoded == len(changed)
+        kept = set(patched.models._neighbor_arrays)
+        assert kept == {row for row in range(len(index)) if ids[row] not in changed}
+        for row in range(len(fresh)):
+            got, want = patched.models.neighbor_arrays(row, patched.rows), fresh.models.neighbor_arrays(row, fresh.rows)
+            assert got[0].tolist() == want[0].tolist() and got[1].tolist() == pytest.approx(want[1].tolist())
+        index = patched

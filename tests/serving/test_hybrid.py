@@ -12,7 +12,7 @@ import pytest
 
 from operators.items import HALF_LIFE_MS, TREND_HALF_LIFE_MS, ItemStats
 from operators.profile import Policy, Profile
-from serving.hybrid import COLD, COLLABORATIVE, CONTENT, co_occurrence_scores
+from serving.hybrid import COLD, COLLABORATIVE, CONTENT, co_occurrence_scores, strongest_source
 from serving.recommend import (
     CONTEXT_BOOST,
     HYBRID,
@@ -128,7 +128,7 @@ def test_co_occurrence_scores_sum_the_sources_and_name_the_strongest_one():
                          for name in names])
     sources = [(name, 0.9 ** n) for n, name in enumerate(rnd.sample(names, 12) + ["unknown"])]
     expected, strongest = [0.0] * len(index), {}
-    for position, (name, factor) in enumerate(sources):
+    for name, factor in sources:
         if name not in index.rows:
             continue
         neighbors = index.models.neighbors[index.rows[name]]
@@ -136,13 +136,14 @@ def test_co_occurrence_scores_sum_the_sources_and_name_the_strongest_one():
             if other in index.rows:
                 gain = factor * weight / max(neighbors.values())
                 expected[index.rows[other]] += gain
-                if gain > strongest.get(other, (0.0, -1))[0]:
-                    strongest[other] = (gain, position)
-    scores, best = co_occurrence_scores(index, index.models, sources)
+                if gain > strongest.get(other, (0.0, None))[0]:
+                    strongest[other] = (gain, name)
+    scores, pairs = co_occurrence_scores(index, index.models, sources)
+    best = {name: strongest_source(pairs, index.rows[name]) for name in names}
+    named = {name: sources[best[name]][0] if best[name] >= 0 else None for name in names}
     assert list(scores) == pytest.approx([e / max(expected) for e in expected])
-    assert {name: int(best[index.rows[name]]) for name in names} == {
-        name: strongest.get(name, (0.0, -1))[1] for name in names}
-
+    assert named == {name: strongest.get(name, (0.0, None))[1] for name in names}
+    assert None in named.values()
 
 # -- collaborative -----------------------------------------------------------------------------
 
