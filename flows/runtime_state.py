@@ -56,6 +56,12 @@ class ProfileCache:
         self._bytes: dict[str, int] = {}  # estimated memory of entries written at least once
         self._total = 0  # sum of self._bytes
         self.batch_seq: int | None = None  # the write of the batch being computed
+        # Set when a trim could not get under the bounds (too many entries pinned): the
+        # size past which to try again. Until then, or until a write lands, loads do not
+        # scan the cache again (a batch reading many profiles made every load rescan the
+        # pinned entries: quadratic, seen after a backlog when many timers fell due).
+        self._retry_at: tuple[int, int] | None = None
+        self.scanned = 0  # entries the trims have looked at (tests)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -103,6 +109,7 @@ class ProfileCache:
     def written(self, seqs: set[int]) -> None:
         """Writes ``seqs`` landed: entries whose latest change is among them may go."""
         self._pinned = {pid: s for pid, s in self._pinned.items() if s not in seqs}
+        self._retry_at = None
         self._trim()
 
     def _trim(self) -> None:
@@ -114,18 +121,30 @@ class ProfileCache:
         over_bytes = estimate > self._budget
         if not (over_count or over_bytes):
             return
+        if self._retry_at is not None and len(entries) < self._retry_at[0] and estimate < self._retry_at[1]:
+            return
         keep_n = self._capacity - self._capacity // 10 if over_count else len(entries)
         keep_b = self._budget - self._budget // 10 if over_bytes else estimate
         n, b, average = len(entries), estimate, self._average()
         victims = []
+        scanned = 0
         for pid in entries:
             if n <= keep_n and b <= keep_b:
                 break
+            scanned += 1
             if pid in self._pinned:
                 continue
             victims.append(pid)
             n -= 1
             b -= self._bytes.get(pid, average)
+        self.scanned += scanned
+        # Short of the target: everything else is pinned. Try again once a write landed, or
+        # the cache grew by half (at least a tenth of the bound): the scans then cost O(1)
+        # per load.
+        left = len(entries) - len(victims)
+        self._retry_at = None if (n <= keep_n and b <= keep_b) else (
+            left + max(1, self._capacity // 10, left // 2),
+            b + max(1, min(self._budget, 1 << 40) // 10, b // 2))
         sizes = self._bytes
         for pid in victims:
             del entries[pid]

@@ -88,3 +88,31 @@ def test_rescheduled_timers_do_not_grow_the_heap():
     timers.set("user:3", None)
     assert timers.due(1_000_000 + 49_995) == ["user:0", "user:1", "user:2", "user:4"]
     assert timers.due(10**9) == ["user:5", "user:6", "user:7", "user:8", "user:9"]
+
+
+def test_loads_past_the_bounds_while_everything_is_pinned_do_not_rescan_the_cache():
+    """A batch that reads many profiles (timers falling due after a backlog) pins them all:
+    the cache outgrows its bounds until the write lands, and each load must not scan it."""
+    cache = ProfileCache(filled(5000), capacity=100)
+    cache.batch_seq = 1
+    for i in range(5000):
+        cache.get(f"user:{i}")
+    assert len(cache) == 5000  # all pinned by the batch
+    assert cache.scanned < 4 * 5000  # was ~5000^2/2: every load rescanned the pinned entries
+    cache.batch_seq = None
+    cache.written({1})
+    assert len(cache) <= 100
+
+
+def test_a_cache_stuck_over_its_bound_trims_again_once_it_grew_by_half():
+    cache = ProfileCache(filled(400), capacity=100)
+    cache.batch_seq = 1
+    for i in range(150):
+        cache.get(f"user:{i}")
+    cache.batch_seq = None  # later loads are not pinned: the next trims drop them
+    sizes = []
+    for i in range(150, 400):
+        cache.get(f"user:{i}")
+        sizes.append(len(cache))
+    assert max(sizes) <= 150 + 150 // 2 + 1  # not unbounded: the unpinned loads go again
+    assert min(sizes[100:]) >= 150  # the pinned ones stay

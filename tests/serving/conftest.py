@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -150,3 +151,12 @@ def make_reader(tmp_path) -> Iterator[Callable[..., RocksReader]]:
     yield make
     for reader in readers:
         reader.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    """Every test stops the servers it starts: a catch-up thread left behind keeps reading
+    a store the next test may have deleted."""
+    yield
+    left = [t.name for t in threading.enumerate() if t.name == "pulse-catch-up" and t.is_alive()]
+    assert not left, f"{len(left)} server catch-up thread(s) still running after the test"
