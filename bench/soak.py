@@ -174,6 +174,8 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                 if time.monotonic() > drain_deadline:
                     raise RuntimeError("the probe's backlog was not applied in 15 minutes")
                 time.sleep(0.5)
+            if maximum < 1.0:
+                raise RuntimeError(f"the processor applied {maximum:.1f} events/s while its maximum was measured")
             rate = share * maximum
             print(f"maximum {maximum:,.0f} events/s (offered {offered.sent / 60:,.0f}/s); soaking at {rate:,.0f} "
                   f"events/s for {minutes} min", flush=True)
@@ -232,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample", type=float, default=30.0, help="seconds per window")
     ap.add_argument("--warmup", type=float, default=5.0, help="minutes of warm-up left out of the verdicts")
     args = ap.parse_args(argv)
+    # Stop cleanly (the processor and the broker too) on SIGTERM, and on SIGINT even when
+    # started in the background, where the shell ignores it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit("soak: terminated"))
     r = run(args.minutes, args.share, args.users, args.burst, args.sample, args.warmup)
     growth_ok = r["rss_growth"] < 0.10
     p99_ok = (r["p99_first_third_s"] is not None and r["p99_last_third_s"] is not None
