@@ -56,7 +56,7 @@ worked out only for the rows returned.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -67,6 +67,7 @@ from operators.profile import Profile
 
 COLD, CONTENT, COLLABORATIVE = "cold", "content", "collaborative"
 ESTABLISHED_INTERACTIONS = 5
+RESOLVE_SLICE = 512  # rows resolved between pauses of an index build (~13 ms)
 RECENT_SOURCES = 20  # recent distinct items that co-occurrence and similarity read
 RECENCY_DECAY = 0.95  # the weight of each recent item relative to the next newer one
 # Weights of (log popularity, content, co-occurrence, similarity, collaborative) per stage.
@@ -148,11 +149,15 @@ NO_EXTRAS = ItemExtras(None, (), MappingProxyType({}), None)
 
 
 def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.ndarray,
-                previous: ItemModels | None = None) -> ItemModels:
+                previous: ItemModels | None = None, rows: Mapping[str, int] | None = None,
+                pause: Callable[[], None] | None = None) -> ItemModels:
     """Arrays for ``extras`` (one ``ItemExtras`` per row, row order). ``previous``: the
     models of an index with the same items in the same rows; the rows whose extras are
     the same objects keep its neighbours and their arrays (an index rebuilt after some
-    items changed does not resolve every row's neighbours again)."""
+    items changed does not resolve every row's neighbours again). With ``rows`` (item id
+    -> row of the index being built), every other row's neighbours are resolved now, not
+    by the first request that reads them (~25 us per row of 60 neighbours; ``pause`` is
+    called every ``RESOLVE_SLICE`` rows)."""
     n = len(extras)
     dim = max((len(e[1]) for e in extras), default=0)
     factors = np.zeros((n, dim), np.float32)
@@ -177,7 +182,7 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
     neighbors = tuple(previous.neighbors[row] if same[row] else MappingProxyType(dict(e[2]) if e[2] else {})
                       for row, e in enumerate(extras))
     arrays = {} if previous is None else {row: got for row, got in previous._neighbor_arrays.items() if same[row]}
-    return ItemModels(
+    models = ItemModels(
         factors=_frozen(factors),
         inverse_norms=_frozen(inverse_norms),
         learnt=_frozen(learnt),
@@ -195,6 +200,15 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
         extras=tuple(extras),
         _neighbor_arrays=arrays,
     )
+    if rows is not None:
+        resolved = 0
+        for row in range(n):
+            if row not in arrays and neighbors[row]:
+                models.neighbor_arrays(row, rows)
+                resolved += 1
+                if pause is not None and resolved % RESOLVE_SLICE == 0:
+                    pause()
+    return models
 
 
 def stage_of(profile: Profile | None, learnt_user: bool) -> str:
@@ -282,32 +296,38 @@ def co_occurrence_scores(index, models: ItemModels, sources: Sequence[tuple[str,
     """Per row, the sum of the gains of its pairs with the recent items (``sources``),
     scaled 0..1; and the pairs (None when there are none)."""
     rows = index.rows
-    targets, gains, positions, lengths = [], [], [], []
+    targets, weights, positions, factors, lengths = [], [], [], [], []
     for position, (item_id, factor) in enumerate(sources):
         row = rows.get(item_id)
         if row is not None:
-            neighbours, weights = models.neighbor_arrays(row, rows)
+            neighbours, scaled = models.neighbor_arrays(row, rows)
             if len(neighbours):
                 targets.append(neighbours)
-                gains.append(weights * factor)
+                weights.append(scaled)
                 positions.append(position)
+                factors.append(factor)
                 lengths.append(len(neighbours))
     if not targets:
         return np.zeros(len(index)), None
-    pairs = Pairs(np.concatenate(targets), np.concatenate(gains), np.repeat(np.asarray(positions, np.intp), lengths))
+    pairs = Pairs(np.concatenate(targets), np.concatenate(weights) * np.repeat(factors, lengths),
+                  np.repeat(np.asarray(positions, np.intp), lengths))
     return _scaled(np.bincount(pairs.target, weights=pairs.gain, minlength=len(index))), pairs
 
 
-def strongest_source(pairs: Pairs | None, row: int) -> int:
-    """The position of the recent item that gave ``row`` the largest gain (the first of
-    equals), or -1. Asked only for the rows returned."""
-    if pairs is None:
-        return -1
-    mine = np.flatnonzero(pairs.target == row)
-    if not len(mine):
-        return -1
-    best = mine[np.argmax(pairs.gain[mine])]  # pairs are in source order: argmax keeps the first
-    return int(pairs.position[best]) if pairs.gain[best] > 0 else -1
+def strongest_sources(pairs: Pairs | None, rows: Sequence[int]) -> dict[int, int]:
+    """For each of ``rows`` (the rows returned) that has a pair with a positive gain: the
+    position of the recent item that gave it the largest gain (the first of equals)."""
+    if pairs is None or not len(rows):
+        return {}
+    wanted = np.zeros(int(pairs.target.max()) + 1, bool)
+    wanted[[row for row in rows if row < len(wanted)]] = True
+    mine = np.flatnonzero(wanted[pairs.target])  # in source order
+    best: dict[int, tuple[float, int]] = {}
+    for row, gain, position in zip(pairs.target[mine].tolist(), pairs.gain[mine].tolist(),
+                                   pairs.position[mine].tolist()):
+        if gain > 0 and gain > best.get(row, (0.0, -1))[0]:
+            best[row] = (gain, position)
+    return {row: position for row, (_gain, position) in best.items()}
 
 
 def recent_taste(index, models: ItemModels, sources: Sequence[tuple[str, float]]) -> np.ndarray | None:
@@ -404,7 +424,7 @@ class HybridStrategy:
                 if value > best:
                     source, best = name, value
             if source == SOURCE_CO_OCCURRENCE:
-                position = strongest_source(pairs, row)
+                position = strongest.get(row, -1) if strongest is not None else strongest_sources(pairs, [row]).get(row, -1)
                 if position >= 0:
                     return f"often viewed with {recent[position][0]}"
             if source == SOURCE_COLLABORATIVE:
@@ -422,7 +442,14 @@ class HybridStrategy:
                 return popular_in[code]
             return trending_or_popular(models, row)
 
-        return Ranking(scores, reason, stage=stage)
+        strongest: dict[int, int] | None = None
+
+        def reasons(rows: list[int], codes: list[int]) -> list[str]:
+            nonlocal strongest
+            strongest = strongest_sources(pairs, rows)
+            return [reason(row, code) for row, code in zip(rows, codes)]
+
+        return Ranking(scores, reason, stage=stage, reasons=reasons)
 
 
 def trending_or_popular(models: ItemModels | None, row: int) -> str:

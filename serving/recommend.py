@@ -153,6 +153,7 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
     threads take the GIL.
     """
     pause = breathe or (lambda: None)
+    reused_rows = rows is not None
     at = as_of_ms if as_of_ms is not None else (int(refs.max()) if len(refs) else 0)
     popularity, trend_share = blended_popularity(scores, refs, trends, trend_refs, at)
     order = np.argsort(-popularity, kind="stable")  # stable: ties by row
@@ -170,8 +171,10 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
     code_list = category_codes.tolist()
     lists = dict(price_list=prices.tolist(), popularity_list=popularity.tolist())
     pause()
+    if rows is None:
+        rows = MappingProxyType({item_id: row for row, item_id in enumerate(id_list)})
     models = item_models(extras if extras is not None else [NO_EXTRAS] * len(ids), prices, trend_share,
-                         previous_models if rows is not None else None)
+                         previous_models if reused_rows else None, rows=rows, pause=pause)
     pause()
     return ItemIndex(
         ids=_frozen(ids),
@@ -180,7 +183,7 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
         prices=_frozen(prices),
         popularity=_frozen(popularity),
         as_of_ms=at,
-        rows=rows if rows is not None else MappingProxyType({item_id: row for row, item_id in enumerate(id_list)}),
+        rows=rows,
         codes=MappingProxyType({name: code for code, name in enumerate(category_names)}),
         names=_frozen(np.array(category_names, dtype=np.str_)),
         order=order_list,
@@ -270,6 +273,9 @@ class Ranking(NamedTuple):
     reason: Callable[[int, int], str]
     weights: Mapping[int, float] | None = None
     stage: str = ""  # the hybrid strategy's stage (``serving.hybrid``); "" for the others
+    # ``reason`` for all the picked rows at once (rows, category codes), when a strategy
+    # can share work between them
+    reasons: Callable[[list[int], list[int]], list[str]] | None = None
 
 
 class Strategy(Protocol):
@@ -661,8 +667,11 @@ def _recommend(index: ItemIndex, profile: Profile | None, params: RecommendParam
         scores = apply_rules(index, row_scores(index, ranking), params, profile)
         rows = top_rows(scores, index.category_codes, params.k, params.max_per_category,
                         exempt_code=index.codes.get(NO_CATEGORY))
-        names, reason, ids, prices = index.category_names, ranking.reason, index.id_list, index.price_list
+        names, ids, prices = index.category_names, index.id_list, index.price_list
         # Gather the picked rows once and leave numpy: per-element numpy indexing is slow.
-        items = [Recommended(ids[row], score, reason(row, code), names[code], prices[row])
-                 for row, score, code in zip(rows, scores[rows].tolist(), index.category_codes[rows].tolist())]
+        codes = index.category_codes[rows].tolist()
+        texts = (ranking.reasons(rows, codes) if ranking.reasons is not None
+                 else [ranking.reason(row, code) for row, code in zip(rows, codes)])
+        items = [Recommended(ids[row], score, text, names[code], prices[row])
+                 for row, score, code, text in zip(rows, scores[rows].tolist(), codes, texts)]
     return Recommendations(tuple(items), strategy.name, strategy.personalized, ranking.stage)

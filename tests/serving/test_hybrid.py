@@ -12,7 +12,7 @@ import pytest
 
 from operators.items import HALF_LIFE_MS, TREND_HALF_LIFE_MS, ItemStats
 from operators.profile import Policy, Profile
-from serving.hybrid import COLD, COLLABORATIVE, CONTENT, co_occurrence_scores, strongest_source
+from serving.hybrid import COLD, COLLABORATIVE, CONTENT, co_occurrence_scores, strongest_sources
 from serving.recommend import (
     CONTEXT_BOOST,
     HYBRID,
@@ -139,7 +139,9 @@ def test_co_occurrence_scores_sum_the_sources_and_name_the_strongest_one():
                 if gain > strongest.get(other, (0.0, None))[0]:
                     strongest[other] = (gain, name)
     scores, pairs = co_occurrence_scores(index, index.models, sources)
-    best = {name: strongest_source(pairs, index.rows[name]) for name in names}
+    positions = strongest_sources(pairs, [index.rows[name] for name in names])
+    best = {name: positions.get(index.rows[name], -1) for name in names}
+    assert best == {name: strongest_sources(pairs, [index.rows[name]]).get(index.rows[name], -1) for name in names}
     named = {name: sources[best[name]][0] if best[name] >= 0 else None for name in names}
     assert list(scores) == pytest.approx([e / max(expected) for e in expected])
     assert named == {name: strongest.get(name, (0.0, None))[1] for name in names}
