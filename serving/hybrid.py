@@ -181,7 +181,9 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
         same = [a is b for a, b in zip(extras, previous.extras)]
     neighbors = tuple(previous.neighbors[row] if same[row] else MappingProxyType(dict(e[2]) if e[2] else {})
                       for row, e in enumerate(extras))
-    arrays = {} if previous is None else {row: got for row, got in previous._neighbor_arrays.items() if same[row]}
+    # (a copy first: requests may still be filling the previous dict; copying it is atomic)
+    arrays = {} if previous is None else {row: got for row, got in dict(previous._neighbor_arrays).items()
+                                          if row < n and same[row]}
     models = ItemModels(
         factors=_frozen(factors),
         inverse_norms=_frozen(inverse_norms),
@@ -203,7 +205,7 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
     if rows is not None:
         resolved = 0
         for row in range(n):
-            if row not in arrays and neighbors[row]:
+            if row not in arrays:
                 models.neighbor_arrays(row, rows)
                 resolved += 1
                 if pause is not None and resolved % RESOLVE_SLICE == 0:
