@@ -67,7 +67,7 @@ from operators.profile import Profile
 
 COLD, CONTENT, COLLABORATIVE = "cold", "content", "collaborative"
 ESTABLISHED_INTERACTIONS = 5
-RESOLVE_SLICE = 512  # rows resolved between pauses of an index build (~13 ms)
+RESOLVE_SLICE = 32  # rows resolved between pauses of an index build (~0.8 ms, like its other steps)
 RECENT_SOURCES = 20  # recent distinct items that co-occurrence and similarity read
 RECENCY_DECAY = 0.95  # the weight of each recent item relative to the next newer one
 # Weights of (log popularity, content, co-occurrence, similarity, collaborative) per stage.
