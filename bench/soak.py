@@ -44,6 +44,7 @@ from pathlib import Path
 from bench.bench_segments import ROOT, SEGMENTS, kafka
 from pulse.status import histogram_quantile, scrape
 from operators.synthetic import ClickstreamGenerator
+from tests.kafka_broker import create_topic, produce_all, produce_one, unique_topic
 
 
 def rss_mb(pid: int) -> float:
@@ -83,7 +84,7 @@ class Paced(threading.Thread):
             now_ms = int(time.time() * 1000)
             for _ in range(max(0, min(due, 5000))):
                 key, value = self.gen.next_record(now_ms)
-                produce(self.producer, self.topic, key, value)
+                produce_one(self.producer, self.topic, key, value)
                 self.sent += 1
             self.producer.poll(0)
             time.sleep(0.01)
@@ -92,16 +93,6 @@ class Paced(threading.Thread):
         self._stop_event.set()
         self.join(60)
         self.producer.flush(30)
-
-
-def produce(producer, topic: str, key: bytes, value: bytes) -> None:
-    """``producer.produce``, waiting for deliveries while its local queue is full."""
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value)
-            return
-        except BufferError:
-            producer.poll(0.1)
 
 
 def _gauge(snap, name: str) -> float:
@@ -126,7 +117,6 @@ def _window_quantiles(before, after) -> tuple[float | None, float | None]:
 def run(minutes: float, share: float, users: int, burst: int, sample_s: float, warmup_min: float) -> dict:
     from confluent_kafka import Producer
 
-    from tests.kafka_broker import create_topic, unique_topic
     from tests.integration.test_pipeline import free_port
 
     with kafka() as bootstrap, tempfile.TemporaryDirectory(prefix="pulse-soak-") as d:
@@ -142,12 +132,8 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
         gen = ClickstreamGenerator(seed=9, users=users, invalid_rate=0.002)
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": "20"})
         now = int(time.time() * 1000)
-        for i in range(burst):
-            key, value = gen.next_record(now - (burst - i))
-            produce(producer, topic, key, value)
-            if i % 10_000 == 0:
-                producer.poll(0)
-        producer.flush(60)
+        produce_all(producer, topic, (gen.next_record(now - (burst - i)) for i in range(burst)),
+                    on_each=lambda n: producer.poll(0) if n % 10_000 == 0 else None)
         log = open(Path(d) / "pulse-run.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", "run"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)

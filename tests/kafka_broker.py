@@ -420,17 +420,22 @@ def create_topic(
         time.sleep(POLL_INTERVAL)
 
 
+def produce_one(producer, topic: str, key: bytes | None, value: bytes) -> None:
+    """``producer.produce``, serving deliveries while its local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def produce_all(producer, topic: str, records, *, timeout: float = 60.0, on_each=None) -> int:
     """Produce every (key, value) to ``topic``, waiting for room when the local queue is
     full, then flush; raises if the broker did not acknowledge everything."""
     n = 0
     for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_one(producer, topic, key, value)
         n += 1
         if on_each is not None:
             on_each(n)
