@@ -101,37 +101,31 @@ class ItemModels:
     trend_share: np.ndarray  # float64 per row: the trending part of the popularity column
     brand_codes: np.ndarray  # intp per row; code 0 is "no brand"
     brands: Mapping[str, int]  # brand -> code
-    log_price: np.ndarray  # float64 per row; nan when the price is unknown
     neighbors: tuple[Mapping[str, float], ...]  # per row: item id -> co-occurrence weight
     in_stock: np.ndarray  # bool per row: False only when the catalog says out of stock
     in_stock_list: list[bool]
     brand_names: tuple[str | None, ...]  # per brand code (code 0: None)
-    log_price_known: np.ndarray  # float64 per row: log_price with 0 where the price is unknown
+    log_price_known: np.ndarray  # float64 per row: log of the price, 0 where the price is unknown
     price_unknown: np.ndarray  # intp: the rows whose price is unknown
     all_learnt: bool  # every row has factors (the usual case: nothing to fill in)
     extras: tuple  # what this was built from (``item_models(previous=)`` compares them)
-    # per row, filled on first use: its neighbours' rows and weights over the strongest one
-    _neighbor_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    # per row: its neighbours' rows in the index and their weights over the strongest one
+    # (0..1), as arrays (``resolve_neighbors``)
+    neighbor_rows: tuple[tuple[np.ndarray, np.ndarray], ...] = field(repr=False)
 
     @property
     def dim(self) -> int:
         return self.factors.shape[1]
 
-    def neighbor_arrays(self, row: int, rows: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        """The row's neighbours in the index (``rows``: item id -> row, the index these
-        models are aligned with) and their weights over the strongest one (0..1), as arrays;
-        neighbours missing from the index are left out. Built once per row: the index is
-        immutable, and two threads building the same row store equal arrays."""
-        got = self._neighbor_arrays.get(row)
-        if got is None:
-            neighbors = self.neighbors[row]
-            top = max(neighbors.values(), default=0.0)
-            pairs = [(rows.get(other), weight) for other, weight in neighbors.items()] if top > 0 else []
-            pairs = [(r, weight) for r, weight in pairs if r is not None]
-            got = (np.fromiter((r for r, _w in pairs), np.intp, len(pairs)),
-                   np.fromiter((weight / top for _r, weight in pairs), np.float64, len(pairs)))
-            self._neighbor_arrays[row] = got
-        return got
+
+def resolve_neighbors(neighbors: Mapping[str, float], rows: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``neighbors`` (item id -> weight) as the rows of those in the index (``rows``: item
+    id -> row) and their weights over the strongest one (0..1); the others are left out."""
+    top = max(neighbors.values(), default=0.0)
+    pairs = [(rows.get(other), weight) for other, weight in neighbors.items()] if top > 0 else []
+    pairs = [(r, weight) for r, weight in pairs if r is not None]
+    return (np.fromiter((r for r, _w in pairs), np.intp, len(pairs)),
+            np.fromiter((weight / top for _r, weight in pairs), np.float64, len(pairs)))
 
 
 class ItemExtras(tuple):
@@ -148,16 +142,14 @@ class ItemExtras(tuple):
 NO_EXTRAS = ItemExtras(None, (), MappingProxyType({}), None)
 
 
-def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.ndarray,
-                previous: ItemModels | None = None, rows: Mapping[str, int] | None = None,
-                pause: Callable[[], None] | None = None) -> ItemModels:
-    """Arrays for ``extras`` (one ``ItemExtras`` per row, row order). ``previous``: the
-    models of an index with the same items in the same rows; the rows whose extras are
-    the same objects keep its neighbours and their arrays (an index rebuilt after some
-    items changed does not resolve every row's neighbours again). With ``rows`` (item id
-    -> row of the index being built), every other row's neighbours are resolved now, not
-    by the first request that reads them (~25 us per row of 60 neighbours; ``pause`` is
-    called every ``RESOLVE_SLICE`` rows)."""
+def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.ndarray, rows: Mapping[str, int],
+                previous: ItemModels | None = None, pause: Callable[[], None] | None = None) -> ItemModels:
+    """Arrays for ``extras`` (one ``ItemExtras`` per row, row order; ``rows``: item id ->
+    row of the index being built). Every row's neighbours are resolved here, not by the
+    first request that reads them (~25 us per row of 60 neighbours; ``pause`` is called
+    every ``RESOLVE_SLICE`` rows). ``previous``: the models of an index with the same items
+    in the same rows; the rows whose extras are the same objects keep its neighbours and
+    their resolved rows (an index rebuilt after some items changed resolves only those)."""
     n = len(extras)
     dim = max((len(e[1]) for e in extras), default=0)
     factors = np.zeros((n, dim), np.float32)
@@ -181,17 +173,23 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
         same = [a is b for a, b in zip(extras, previous.extras)]
     neighbors = tuple(previous.neighbors[row] if same[row] else MappingProxyType(dict(e[2]) if e[2] else {})
                       for row, e in enumerate(extras))
-    # (a copy first: requests may still be filling the previous dict; copying it is atomic)
-    arrays = {} if previous is None else {row: got for row, got in dict(previous._neighbor_arrays).items()
-                                          if row < n and same[row]}
-    models = ItemModels(
+    neighbor_rows = []
+    resolved = 0
+    for row in range(n):
+        if same[row]:
+            neighbor_rows.append(previous.neighbor_rows[row])
+            continue
+        neighbor_rows.append(resolve_neighbors(neighbors[row], rows))
+        resolved += 1
+        if pause is not None and resolved % RESOLVE_SLICE == 0:
+            pause()
+    return ItemModels(
         factors=_frozen(factors),
         inverse_norms=_frozen(inverse_norms),
         learnt=_frozen(learnt),
         trend_share=_frozen(trend_share),
         brand_codes=_frozen(brand_codes),
         brands=MappingProxyType(brands),
-        log_price=_frozen(log_price),
         neighbors=neighbors,
         in_stock=_frozen(np.array(in_stock_list, bool)),
         in_stock_list=in_stock_list,
@@ -200,17 +198,8 @@ def item_models(extras: Sequence[tuple], prices: np.ndarray, trend_share: np.nda
         price_unknown=_frozen(np.flatnonzero(np.isnan(log_price))),
         all_learnt=bool(learnt.all()),
         extras=tuple(extras),
-        _neighbor_arrays=arrays,
+        neighbor_rows=tuple(neighbor_rows),
     )
-    if rows is not None:
-        resolved = 0
-        for row in range(n):
-            if row not in arrays:
-                models.neighbor_arrays(row, rows)
-                resolved += 1
-                if pause is not None and resolved % RESOLVE_SLICE == 0:
-                    pause()
-    return models
 
 
 def stage_of(profile: Profile | None, learnt_user: bool) -> str:
@@ -302,7 +291,7 @@ def co_occurrence_scores(index, models: ItemModels, sources: Sequence[tuple[str,
     for position, (item_id, factor) in enumerate(sources):
         row = rows.get(item_id)
         if row is not None:
-            neighbours, scaled = models.neighbor_arrays(row, rows)
+            neighbours, scaled = models.neighbor_rows[row]
             if len(neighbours):
                 targets.append(neighbours)
                 weights.append(scaled)

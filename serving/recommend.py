@@ -173,8 +173,8 @@ def make_index(ids: np.ndarray, category_codes: np.ndarray, category_names: tupl
     pause()
     if rows is None:
         rows = MappingProxyType({item_id: row for row, item_id in enumerate(id_list)})
-    models = item_models(extras if extras is not None else [NO_EXTRAS] * len(ids), prices, trend_share,
-                         previous_models if reused_rows else None, rows=rows, pause=pause)
+    models = item_models(extras if extras is not None else [NO_EXTRAS] * len(ids), prices, trend_share, rows,
+                         previous_models if reused_rows else None, pause=pause)
     pause()
     return ItemIndex(
         ids=_frozen(ids),

@@ -197,16 +197,16 @@ def test_an_incremental_build_keeps_the_resolved_neighbours_of_unchanged_items_o
     store.apply({}, items={i: encode_item(stats(i, 10**12)) for i in ids})
     builder = IncrementalItems(store)
     index = builder.build()
-    assert set(index.models._neighbor_arrays) == set(range(len(ids)))  # resolved by the build, not by requests
+    assert len(index.models.neighbor_rows) == len(ids)  # resolved by the build, not by requests
     for step in range(6):
         changed = set(rng.sample(ids, 5))
         store.apply({}, items={i: encode_item(stats(i, 10**12 + step + 1)) for i in changed})
         patched, fresh = builder.build(), build_index(store.iter_items())
         assert builder.decoded == len(changed)
         kept = {row for row in range(len(ids))
-                if patched.models._neighbor_arrays[row] is index.models._neighbor_arrays[row]}
+                if patched.models.neighbor_rows[row] is index.models.neighbor_rows[row]}
         assert kept == {row for row in range(len(ids)) if ids[row] not in changed}
         for row in range(len(fresh)):
-            got, want = patched.models.neighbor_arrays(row, patched.rows), fresh.models.neighbor_arrays(row, fresh.rows)
+            got, want = patched.models.neighbor_rows[row], fresh.models.neighbor_rows[row]
             assert got[0].tolist() == want[0].tolist() and got[1].tolist() == pytest.approx(want[1].tolist())
         index = patched
