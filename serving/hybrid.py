@@ -6,7 +6,7 @@ trending (1 h half-life), latent factors (``operators.reco.MatrixFactorization``
 co-occurrence neighbours ("viewed together", "bought together"); per profile: latent
 factors, category and brand counts, price taste and the last product interactions.
 ``item_models`` turns the item side into arrays once per index; ``HybridStrategy``
-scores every row for one request with numpy (~0.2 ms for 10,000 items).
+scores the rows for one request with numpy (~0.4 ms for 10,000 items).
 
 Stages, by the profile's product interactions ``n`` (views, cart additions, purchases):
 
@@ -50,7 +50,11 @@ one array, the popularity term is computed once per index, co-occurrence is one
 ``bincount`` over every (recent item, neighbour) pair, and item factors are float32 (the
 matrix product reads half the memory). A row's neighbours are resolved to rows once and
 kept while the row's item does not change (``item_models(previous=)``). Reasons are
-worked out only for the rows returned.
+worked out only for the rows returned. Content is scored only for the rows that can
+reach the answer: every row gets an upper bound (its category's content term plus the
+best brand and price terms), and ``serving.recommend.top_rows_refined`` scores exactly
+only the rows whose bound beats the answer's last score (~200 of 10,000 rows), with the
+same answer as scoring every row.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ POPULARITY_FLOOR = 1e-3  # added to popularity scaled 0..1 before its log
 AFFINITY_FLOOR = 0.05  # added to content and co-occurrence scores (0..1) before their logs
 LOG_AFFINITY_FLOOR = math.log(AFFINITY_FLOOR)
 REASON_FLOOR = 0.15  # a component must add at least this to name the reason
+# Added to a row's content bound so that rounding can never put an exact score above it.
+BOUND_MARGIN = 1e-9
 # Per-item source labels (RecommendedItem.source).
 SOURCE_POPULAR, SOURCE_TRENDING = "popular", "trending"
 SOURCE_CONTENT, SOURCE_CO_OCCURRENCE, SOURCE_COLLABORATIVE = "content", "co_occurrence", "collaborative"
@@ -218,9 +224,9 @@ def _scaled(values: np.ndarray) -> np.ndarray:
     return values / top if top > 0 else np.zeros_like(values)
 
 
-def content_scores(index, models: ItemModels, profile: Profile) -> np.ndarray:
-    """0.5 category + 0.3 brand + 0.2 price closeness, each 0..1 (0.5 closeness for
-    items of unknown price, 0.5 for every item before the user's price taste is known)."""
+def content_parts(index, models: ItemModels, profile: Profile) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """The content score's per-category and per-brand terms (0.5 category affinity and 0.3
+    brand affinity, by code) and the user's mean log price (None before it is known)."""
     cat_weights = np.zeros(len(index.category_names))
     top = max(profile.categories.values(), default=0)
     if top > 0:
@@ -235,24 +241,44 @@ def content_scores(index, models: ItemModels, profile: Profile) -> np.ndarray:
             code = models.brands.get(brand)
             if code is not None:
                 brand_weights[code] = count / top_b
-    # The weights are scaled on the small per-code arrays, then gathered per row.
     cat_weights *= 0.5
     brand_weights *= 0.3
-    scores = cat_weights[index.category_codes]
-    scores += brand_weights[models.brand_codes]
-    taste = profile.mean_log_price()
+    return cat_weights, brand_weights, profile.mean_log_price()
+
+
+def content_scores(index, models: ItemModels, profile: Profile, rows: np.ndarray | None = None,
+                   parts: tuple | None = None) -> np.ndarray:
+    """0.5 category + 0.3 brand + 0.2 price closeness, each 0..1 (0.5 closeness for
+    items of unknown price, 0.5 for every item before the user's price taste is known);
+    for ``rows`` (default: every row). ``parts``: ``content_parts``, if already known."""
+    cat_weights, brand_weights, taste = parts if parts is not None else content_parts(index, models, profile)
+    if rows is None:
+        codes, brand_codes, log_price = index.category_codes, models.brand_codes, models.log_price_known
+    else:
+        codes, brand_codes, log_price = index.category_codes[rows], models.brand_codes[rows], models.log_price_known[rows]
+    scores = cat_weights[codes]
+    scores += brand_weights[brand_codes]
     if taste is not None:
-        closeness = models.log_price_known - taste
+        closeness = log_price - taste
         np.abs(closeness, out=closeness)
         np.negative(closeness, out=closeness)
         np.exp(closeness, out=closeness)
-        if len(models.price_unknown):
-            closeness[models.price_unknown] = 0.5
+        unknown = models.price_unknown if rows is None else np.flatnonzero(index.prices[rows] <= 0.0)
+        if len(unknown):
+            closeness[unknown] = 0.5
         closeness *= 0.2
         scores += closeness
     else:
         scores += 0.1
     return scores
+
+
+def content_bounds(parts: tuple) -> np.ndarray:
+    """Per category code, the most content score any item of the category can get (for
+    ``Ranking.exact``): its category term plus the best brand term plus the most price
+    closeness can add."""
+    cat_weights, brand_weights, taste = parts
+    return cat_weights + (float(brand_weights.max()) + (0.2 if taste is not None else 0.1))
 
 
 def recent_sources(profile: Profile) -> list[tuple[str, float]]:
@@ -368,10 +394,6 @@ class HybridStrategy:
         # (component, weight, values, scale): the component's 0..1 value for a reason is
         # max(values[row], 0) / scale, worked out only for the rows returned.
         parts: list[tuple[str, float, np.ndarray, float]] = []
-        if w_content:
-            content = content_scores(index, models, profile)
-            scores += w_content * np.log(content + AFFINITY_FLOOR)
-            parts.append((SOURCE_CONTENT, w_content, content, 1.0))
         recent = recent_sources(profile) if w_co or w_sim else []
         pairs = None
         if w_co:
@@ -402,6 +424,26 @@ class HybridStrategy:
             boost = np.zeros(len(index.category_names))
             boost[list(context)] = math.log1p(CONTEXT_BOOST)
             scores += boost[index.category_codes]
+        # Content is scored only for the rows that can reach the top: ``scores`` gets each
+        # row's bound (its category's best content), ``exact`` the real content of some rows.
+        exact = None
+        if w_content:
+            content_terms = content_parts(index, models, profile)
+            bound = w_content * np.log(content_bounds(content_terms) + AFFINITY_FLOOR) + BOUND_MARGIN
+            partial = scores
+            scores = partial + bound[index.category_codes]
+            content = np.zeros(len(index))  # filled for the rows scored exactly (reasons read it)
+            parts.append((SOURCE_CONTENT, w_content, content, 1.0))
+
+            def exact(rows: np.ndarray) -> np.ndarray:
+                values = content_scores(index, models, profile, rows, content_terms)
+                content[rows] = values
+                np.add(values, AFFINITY_FLOOR, out=values)
+                np.log(values, out=values)
+                values *= w_content
+                values += partial[rows]
+                return values
+
         boosted = frozenset(context)
         popular_in, you_like = _reason_texts(index)
         names = index.category_names
@@ -440,7 +482,7 @@ class HybridStrategy:
             strongest = strongest_sources(pairs, rows)
             return [reason(row, code) for row, code in zip(rows, codes)]
 
-        return Ranking(scores, reason, stage=stage, reasons=reasons)
+        return Ranking(scores, reason, stage=stage, reasons=reasons, exact=exact)
 
 
 def trending_or_popular(models: ItemModels | None, row: int) -> str:

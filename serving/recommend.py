@@ -276,6 +276,10 @@ class Ranking(NamedTuple):
     # ``reason`` for all the picked rows at once (rows, category codes), when a strategy
     # can share work between them
     reasons: Callable[[list[int], list[int]], list[str]] | None = None
+    # With ``scores``: when given, ``scores`` are upper bounds and ``exact(rows)`` gives the
+    # exact scores of those rows (sorted, each bound finite; each exact score at most its
+    # bound). Only the rows whose bound can reach the answer are scored (``top_rows_refined``).
+    exact: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class Strategy(Protocol):
@@ -491,6 +495,39 @@ def top_rows(scores: np.ndarray, codes: np.ndarray, k: int, max_per_category: in
         m *= 4
 
 
+def top_rows_refined(bounds: np.ndarray, exact: Callable[[np.ndarray], np.ndarray], codes: np.ndarray, k: int,
+                     max_per_category: int, exempt_code: int | None = None,
+                     everything: bool = False) -> tuple[list[int], list[float]]:
+    """``top_rows`` over exact scores that only some rows get: ``bounds`` are upper bounds
+    per row (-inf: removed), ``exact(rows)`` the exact scores of ``rows``; returns the
+    rows picked and their exact scores.
+
+    The m rows with the best bounds are scored exactly and picked from. That is the
+    answer when ``k`` rows were picked and the last one's score beats every bound left
+    out (strictly: a tie would go to the lower row, which may be one left out), since
+    every row the full ranking would look at before its k-th pick is then among them;
+    else m grows. ``everything``: score every row (the reference the others must equal).
+    """
+    n = len(bounds)
+    m = n if everything else min(n, max(8 * k, 128))
+    while True:
+        rest = _NEG_INF  # the best bound of the rows left out
+        if m < n:
+            values = np.partition(bounds, n - m)
+            threshold = values[n - m]
+            rest = values[:n - m].max()  # (ties with the threshold are taken: rest may be one of them)
+        if m >= n or threshold == _NEG_INF:
+            rows = np.flatnonzero(bounds > _NEG_INF)
+            rest = _NEG_INF
+        else:
+            rows = np.flatnonzero(bounds >= threshold)
+        scores = exact(rows)
+        picked = top_rows(scores, codes[rows], k, max_per_category, exempt_code)
+        if rest == _NEG_INF or (len(picked) == k and scores[picked[-1]] > rest):
+            return rows[picked].tolist(), scores[picked].tolist()
+        m *= 4
+
+
 def row_scores(index: ItemIndex, ranking: Ranking) -> np.ndarray:
     """A fresh score per row for ``ranking`` (its ``scores``, or popularity times ``weights``)."""
     if ranking.scores is not None:
@@ -665,13 +702,18 @@ def _recommend(index: ItemIndex, profile: Profile | None, params: RecommendParam
         items = _select(index, ranking, params, profile)
     if items is None:
         scores = apply_rules(index, row_scores(index, ranking), params, profile)
-        rows = top_rows(scores, index.category_codes, params.k, params.max_per_category,
-                        exempt_code=index.codes.get(NO_CATEGORY))
+        exempt = index.codes.get(NO_CATEGORY)
+        if ranking.exact is None:
+            rows = top_rows(scores, index.category_codes, params.k, params.max_per_category, exempt_code=exempt)
+            picked = scores[rows].tolist()
+        else:
+            rows, picked = top_rows_refined(scores, ranking.exact, index.category_codes, params.k,
+                                            params.max_per_category, exempt, everything=exhaustive)
         names, ids, prices = index.category_names, index.id_list, index.price_list
         # Gather the picked rows once and leave numpy: per-element numpy indexing is slow.
         codes = index.category_codes[rows].tolist()
         texts = (ranking.reasons(rows, codes) if ranking.reasons is not None
                  else [ranking.reason(row, code) for row, code in zip(rows, codes)])
         items = [Recommended(ids[row], score, text, names[code], prices[row])
-                 for row, score, code, text in zip(rows, scores[rows].tolist(), codes, texts)]
+                 for row, score, code, text in zip(rows, picked, codes, texts)]
     return Recommendations(tuple(items), strategy.name, strategy.personalized, ranking.stage)

@@ -383,7 +383,7 @@ def random_index(rng: random.Random, n: int):
 @pytest.mark.parametrize("seed", range(10))
 def test_hybrid_is_deterministic_finite_bounded_and_obeys_the_rules(seed):
     rng = random.Random(seed)
-    index = random_index(rng, rng.choice([3, 30, 200]))
+    index = random_index(rng, rng.choice([3, 30, 200, 2000]))
     before = index.popularity.copy()
     all_ids = list(index.ids)
     for _ in range(20):

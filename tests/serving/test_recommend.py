@@ -21,6 +21,8 @@ from serving.recommend import (
     choose_strategy,
     recommend,
     recommend_exhaustive,
+    top_rows,
+    top_rows_refined,
 )
 from tests.serving.conftest import cart_log
 
@@ -376,3 +378,58 @@ def test_the_index_lists_rows_in_popularity_order_and_per_category(index):
         assert rows == [r for r in index.order if index.code_list[r] == code]
         assert index.category_sizes[code] == len(rows)
     assert index.id_list == list(index.ids) and index.price_list == list(index.prices)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_scoring_only_the_rows_whose_bound_can_reach_the_top_picks_what_scoring_every_row_picks(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([0, 1, 50, 129, 700, 3000]))
+    # coarse scores so that ties (broken by the lower row) are common, also across the cut
+    exact_all = np.round(rng.normal(0.0, 2.0, n), int(rng.choice([0, 1, 3])))
+    slack = rng.choice([0.0, 0.01, 0.5, 3.0]) * rng.random(n)
+    bounds = exact_all + slack
+    removed = rng.random(n) < rng.choice([0.0, 0.3, 0.97])  # rules: -inf
+    bounds[removed] = -np.inf
+    codes = rng.integers(0, int(rng.choice([1, 3, 40])), n)
+    k, cap = int(rng.choice([1, 5, 20])), int(rng.choice([1, 2, 50]))
+    exempt = int(rng.choice([0, 99]))
+    asked: list[int] = []
+
+    def exact(rows: np.ndarray) -> np.ndarray:
+        assert (np.diff(rows) > 0).all() and np.isfinite(bounds[rows]).all()
+        asked.append(len(rows))
+        return exact_all[rows].copy()
+
+    rows, scores = top_rows_refined(bounds, exact, codes, k, cap, exempt)
+    reference = np.where(removed, -np.inf, exact_all)
+    expected = top_rows(reference, codes, k, cap, exempt)
+    assert rows == expected
+    assert scores == reference[expected].tolist()
+    assert top_rows_refined(bounds, exact, codes, k, cap, exempt, everything=True) == (rows, scores)
+
+
+def test_with_tight_bounds_only_a_few_hundred_rows_are_scored_exactly():
+    rng = np.random.default_rng(3)
+    exact_all = rng.normal(0.0, 3.0, 10_000)
+    bounds = exact_all + 0.2 * rng.random(10_000)
+    asked: list[int] = []
+
+    def exact(rows):
+        asked.append(len(rows))
+        return exact_all[rows]
+
+    rows, _scores = top_rows_refined(bounds, exact, np.zeros(10_000, np.intp), 20, 100)
+    assert rows == np.argsort(-exact_all)[:20].tolist()
+    assert sum(asked) <= 700, asked
+
+
+def test_a_row_left_out_that_ties_with_the_last_pick_is_taken_when_its_row_is_lower():
+    # 128 rows (the first cut) bound at 10 but worth 5; row 0 is worth 5 exactly and left
+    # out: it ties with them and is the lowest row, so it is the answer.
+    exact_all = np.zeros(300)
+    exact_all[100:228] = 5.0
+    exact_all[0] = 5.0
+    bounds = exact_all.copy()
+    bounds[100:228] = 10.0
+    rows, scores = top_rows_refined(bounds, lambda r: exact_all[r], np.zeros(300, np.intp), 1, 1)
+    assert (rows, scores) == ([0], [5.0])
