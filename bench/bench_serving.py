@@ -774,12 +774,14 @@ def _recs_server_main(conn, kind: str, store_dir: str, secondary_dir: str, max_w
                 trivial, request_deserializer=pulse_pb2.GetRecommendationsRequest.FromString,
                 response_serializer=pulse_pb2.GetRecommendationsResponse.SerializeToString)}),))
 
-    if "-sync" in kind:
-        if kind.startswith("pulse-sync"):
+    if "-sync" in kind or kind == "pulse-aio":
+        if kind.startswith("pulse"):
             from serving.server import create_server
 
+            # The server `pulse serve` runs (keys, health, reflection and all), either kind.
             server, port = create_server("127.0.0.1:0", reader, max_workers=max_workers,
-                                         catch_up_interval_ms=catch_up_ms, items_refresh_ms=items_refresh_ms)
+                                         catch_up_interval_ms=catch_up_ms, items_refresh_ms=items_refresh_ms,
+                                         kind="aio" if kind == "pulse-aio" else "sync")
         else:
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                                  options=[("grpc.so_reuseport", 0)])
@@ -795,15 +797,9 @@ def _recs_server_main(conn, kind: str, store_dir: str, secondary_dir: str, max_w
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
-        if kind == "pulse-aio":
-            from serving.aio_server import create_aio_server
-
-            server, port = create_aio_server("127.0.0.1:0", reader, catch_up_interval_ms=catch_up_ms,
-                                             items_refresh_ms=items_refresh_ms)
-        else:
-            server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-            trivial_handler(server)
-            port = server.add_insecure_port("127.0.0.1:0")
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        trivial_handler(server)
+        port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         conn.send(("port", port))
         done = asyncio.Event()

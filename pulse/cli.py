@@ -157,7 +157,8 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
     publisher = demo_trigger_publisher(cfg, store, state)
     exposures = JsonlExposureSink(Path(cfg.state.dir) / "exposures.jsonl")
     reader = RocksReader(cfg.store_dir, Path(cfg.state.dir) / "readers" / f"demo-{os.getpid()}")
-    server, grpc_port = create_server(cfg.serving.grpc_address, reader, max_workers=cfg.serving.max_workers,
+    server, grpc_port = create_server(cfg.serving.grpc_address, reader, kind=cfg.serving.server,
+                                      max_workers=cfg.serving.max_workers,
                                       catch_up_interval_ms=cfg.serving.catch_up_interval_ms,
                                       default_consent=cfg.privacy.default_consent == "opt-out",
                                       max_k=cfg.serving.max_k, max_per_category=cfg.serving.max_per_category,

@@ -88,8 +88,11 @@ class ServingConfig:
     grpc_address: str = "127.0.0.1:50051"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9465
-    # gRPC handler threads. On 2 cores, 2 gave the most GetRecommendations throughput and the
-    # least CPU per call (1,421 vs 1,087 req/s with 8): more threads contend for the GIL.
+    # "aio": grpc.aio, every Pulse RPC in one event-loop thread; "sync": a thread pool of
+    # max_workers handler threads. Same services, keys and TLS (see the README for figures).
+    server: str = "aio"
+    # Handler threads of the "sync" server. On 2 cores, 2 gave the most throughput: more
+    # threads contend for the GIL.
     max_workers: int = 2
     catch_up_interval_ms: int = 20
     # Admin RPCs (erase, export) need this key in the `x-api-key` metadata; empty disables them.
@@ -290,6 +293,7 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("privacy", "dedupe_max_ids", cfg.privacy.dedupe_max_ids >= 10, "must be at least 10"),
         ("privacy", "max_future_skew_seconds", cfg.privacy.max_future_skew_seconds >= 0, "must be >= 0"),
         ("identity", "max_aliases", cfg.identity.max_aliases >= 2, "must be at least 2"),
+        ("serving", "server", cfg.serving.server in ("aio", "sync"), "must be \"aio\" or \"sync\""),
         ("serving", "max_workers", cfg.serving.max_workers >= 1, "must be at least 1"),
         ("serving", "catch_up_interval_ms", cfg.serving.catch_up_interval_ms >= 1, "must be at least 1"),
         ("serving", "grpc_address", ":" in cfg.serving.grpc_address, "must be host:port"),

@@ -34,6 +34,7 @@ from operators.profile import DEFAULT_POLICY, Policy
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 from pulse.config import PulseConfig
 from serving.admin import ADMIN_SERVICE_NAME, AdminServicer
+from serving.aio_server import AioPulseServer
 from serving.auth import AuthInterceptor, load_api_keys
 from serving.control import ControlPublisher
 from serving.catalog import LiveItemIndex
@@ -58,6 +59,7 @@ DEFAULT_GRACE_SECONDS = 5.0
 DEFAULT_MAX_K = 100
 DEFAULT_ITEMS_REFRESH_MS = 2000
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
+SERVER_KINDS = ("aio", "sync")
 
 
 class PulseServicer(pulse_pb2_grpc.PulseServicer):
@@ -267,7 +269,8 @@ def create_server(
     experiments_file: str = "",
     segments_file: str = "",
     exposures: ExposureSink | None = None,
-) -> tuple[PulseServer, int]:
+    kind: str = "sync",
+) -> tuple[PulseServer | AioPulseServer, int]:
     """Build (not start) a server for ``reader`` bound to ``address`` only; returns it and its port.
 
     ``address`` is ``host:port``; port 0 picks a free port. Health reports NOT_SERVING
@@ -291,7 +294,13 @@ def create_server(
     of ``segments_file`` when given, and a bad file raises its ``ContentError`` /
     ``ExperimentError`` / ``SegmentError`` here. Exposures go to ``exposures`` (the
     caller closes it).
+
+    ``kind``: ``"sync"`` (a thread pool of ``max_workers``) or ``"aio"`` (``grpc.aio``, every
+    Pulse RPC in one event-loop thread: ``serving.aio_server``); both have the same
+    services, keys, TLS, limits and health, and the same ``start``/``stop``.
     """
+    if kind not in SERVER_KINDS:
+        raise ValueError(f"unknown server kind {kind!r}; kinds: {', '.join(SERVER_KINDS)}")
     for name, value in (("max_workers", max_workers), ("catch_up_interval_ms", catch_up_interval_ms),
                         ("max_k", max_k), ("max_per_category", max_per_category),
                         ("items_refresh_ms", items_refresh_ms), ("max_request_bytes", max_request_bytes)):
@@ -305,19 +314,32 @@ def create_server(
     if streaming:  # StatusInterceptor and AuthInterceptor wrap unary RPCs only
         raise NotImplementedError(f"streaming RPCs {streaming} need wrappers in serving.errors and serving.auth")
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pulse-grpc"),
-        # Order matters: StatusInterceptor wraps what AuthInterceptor returns, so auth
-        # failures become status codes and metrics like any other error.
-        interceptors=[StatusInterceptor(), AuthInterceptor(keys)],
-        # Fail loudly if the port is taken instead of silently sharing it (Linux default).
-        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", max_request_bytes)],
-    )
+    # Order matters: StatusInterceptor wraps what AuthInterceptor returns, so auth
+    # failures become status codes and metrics like any other error.
+    interceptors = [StatusInterceptor(), AuthInterceptor(keys)]
+    # Fail loudly if the port is taken instead of silently sharing it (Linux default).
+    options = [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", max_request_bytes)]
     items = LiveItemIndex(reader, items_refresh_ms)
     servicer = PulseServicer(reader, Policy(default_consent=default_consent), items=items, max_k=max_k,
                              max_per_category=max_per_category, config=config, exposures=exposures)
+    admin = AdminServicer(reader, control, config)
+    if kind == "aio":
+        aio_server = AioPulseServer(interceptors, options, servicer, admin, SERVICE_NAMES)
+        try:
+            port = aio_server.bind(address, credentials)
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
+        if port == 0:
+            aio_server.stop(None).wait()
+            raise OSError(f"cannot bind the gRPC server to {address!r}")
+        catch_up = _CatchUp(reader, aio_server.health, catch_up_interval_ms / 1000, items)
+        catch_up.publish()
+        aio_server.attach(catch_up)
+        return aio_server, port
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pulse-grpc"),
+                         interceptors=interceptors, options=options)
     pulse_pb2_grpc.add_PulseServicer_to_server(servicer, server)
-    pulse_pb2_grpc.add_AdminServicer_to_server(AdminServicer(reader, control, config), server)
+    pulse_pb2_grpc.add_AdminServicer_to_server(admin, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -397,7 +419,7 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
     try:
         metrics = start_metrics_endpoint(sc.metrics_host, sc.metrics_port)
         try:
-            server, port = create_server(sc.grpc_address, reader, max_workers=sc.max_workers,
+            server, port = create_server(sc.grpc_address, reader, kind=sc.server, max_workers=sc.max_workers,
                                          catch_up_interval_ms=sc.catch_up_interval_ms, control=control,
                                          default_consent=config.privacy.default_consent == "opt-out",
                                          admin_api_key=sc.admin_api_key, max_k=sc.max_k,
@@ -412,8 +434,8 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
             address = _bound_address(sc.grpc_address, port)
             if not reader.ready:
                 log.info("waiting for the processor to create the profile store at %s", config.store_dir)
-            log.info("serving %s on %s (store %s, %s); metrics on %s; %s; admin RPCs %s", SERVICE_NAME, address,
-                     config.store_dir, _transport(sc), metrics.url,
+            log.info("serving %s on %s (%s server, store %s, %s); metrics on %s; %s; admin RPCs %s", SERVICE_NAME,
+                     address, sc.server, config.store_dir, _transport(sc), metrics.url,
                      "API keys required" if keys else "no API keys: Pulse RPCs are open",
                      "enabled" if keys.has_admin else "disabled")
             print(f"pulse serving {SERVICE_NAME} on {address}; metrics on {metrics.url}", flush=True)

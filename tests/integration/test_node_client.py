@@ -141,8 +141,9 @@ class Server:
     metadata: tuple[tuple[str, str], ...] = (("x-api-key", READ_KEY),)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["aio", "sync"])
+def server(tmp_path_factory, request) -> Iterator[Server]:
+    """Both server kinds (``serving.server``), each with keys, content and the flow's state."""
     tmp = tmp_path_factory.mktemp("node-client")
     writer = RocksStore(tmp / "store")
     dead: list = []
@@ -153,7 +154,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     keys.write_text(f"{READ_KEY} read\n{ADMIN_KEY} admin\n", encoding="utf-8")
     reader = RocksReader(tmp / "store", tmp / "secondary")
     srv, port = create_server("127.0.0.1:0", reader, api_keys_file=str(keys), content_file=str(CONTENT_FILE),
-                              catch_up_interval_ms=5, items_refresh_ms=10)
+                              catch_up_interval_ms=5, items_refresh_ms=10, kind=request.param)
     srv.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     running = Server(f"127.0.0.1:{port}", pulse_pb2_grpc.PulseStub(channel))

@@ -103,8 +103,14 @@ class Running:
         return self.admin.ExportUser(pulse_pb2.ExportUserRequest(user_id=user_id), metadata=metadata, timeout=timeout)
 
 
+@pytest.fixture(params=["sync", "aio"])
+def server_kind(request) -> str:
+    """Every test that starts a server runs against both kinds (``create_server(kind=)``)."""
+    return request.param
+
+
 @pytest.fixture
-def start_server(make_reader) -> Iterator[Callable[..., Running]]:
+def start_server(make_reader, server_kind) -> Iterator[Callable[..., Running]]:
     """``start_server(reader, **kwargs)`` -> a started server on 127.0.0.1:0 and a client.
 
     Depends on ``make_reader`` so servers stop before their readers close.
@@ -113,6 +119,7 @@ def start_server(make_reader) -> Iterator[Callable[..., Running]]:
 
     def start(reader, **kwargs) -> Running:
         kwargs.setdefault("catch_up_interval_ms", 5)
+        kwargs.setdefault("kind", server_kind)
         server, port = create_server("127.0.0.1:0", reader, **kwargs)
         server.start()
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -158,5 +165,5 @@ def _no_server_left_running():
     """Every test stops the servers it starts: a catch-up thread left behind keeps reading
     a store the next test may have deleted."""
     yield
-    left = [t.name for t in threading.enumerate() if t.name == "pulse-catch-up" and t.is_alive()]
-    assert not left, f"{len(left)} server catch-up thread(s) still running after the test"
+    left = [t.name for t in threading.enumerate() if t.name in ("pulse-catch-up", "pulse-grpc-aio") and t.is_alive()]
+    assert not left, f"server threads still running after the test: {left}"

@@ -10,12 +10,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import grpc
+import grpc._server
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 from pulse.config import ConfigError, load_config
 from serving import ApiKeys, AuthInterceptor, DeadlineExceeded, create_server, load_api_keys
+from serving.aio_server import _InlineContext
 from state.store import MemoryStore
 from tests.serving.conftest import make_profile, put_profile
 
@@ -229,10 +231,12 @@ def test_an_expired_deadline_stops_before_any_work(method, remaining):
     assert handle(request, FakeContext(None, (("x-api-key", ADMIN_KEY),))) == "done"
 
 
-def test_an_expired_deadline_maps_to_deadline_exceeded_through_the_server(start_server, store, monkeypatch):
+def test_an_expired_deadline_maps_to_deadline_exceeded_through_the_server(start_server, store, monkeypatch,
+                                                                         server_kind):
     """The whole path: the status interceptor turns the refusal into DEADLINE_EXCEEDED."""
     srv = start_server(store)
-    monkeypatch.setattr(grpc._server._Context, "time_remaining", lambda self: 0.0)
+    context_class = grpc._server._Context if server_kind == "sync" else _InlineContext
+    monkeypatch.setattr(context_class, "time_remaining", lambda self: 0.0)
     assert code_of(lambda: srv.get("u1")) == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
@@ -262,12 +266,12 @@ def certs(tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.fixture
-def make_server_only(store):
+def make_server_only(store, server_kind):
     """``make(**kwargs)`` -> the port of a started server; no client (the test picks one)."""
     servers = []
 
     def make(**kwargs) -> int:
-        server, port = create_server("127.0.0.1:0", store, catch_up_interval_ms=5, **kwargs)
+        server, port = create_server("127.0.0.1:0", store, catch_up_interval_ms=5, kind=server_kind, **kwargs)
         server.start()
         servers.append(server)
         return port

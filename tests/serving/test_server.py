@@ -236,31 +236,35 @@ def test_several_servers_in_one_process(start_server):
         assert rpc_error(lambda srv=srv: srv.get("x")).code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_binds_only_the_given_address_and_refuses_a_taken_port(start_server):
+def test_binds_only_the_given_address_and_refuses_a_taken_port(start_server, server_kind):
     srv = start_server(MemoryStore())
-    with pytest.raises(OSError, match=rf"127\.0\.0\.1:{srv.port}"):
-        create_server(f"127.0.0.1:{srv.port}", MemoryStore())
+    for kind in ("sync", "aio"):
+        with pytest.raises(OSError, match=rf"127\.0\.0\.1:{srv.port}"):
+            create_server(f"127.0.0.1:{srv.port}", MemoryStore(), kind=kind)
     # not listening on other interfaces (e.g. this host's non-loopback addresses)
     with socket.socket() as s:
         s.settimeout(1)
         assert s.connect_ex(("127.0.0.2", srv.port)) != 0
 
 
-def test_stop_ends_the_catch_up_thread():
-    def catch_up_threads():
-        return [t for t in threading.enumerate() if t.name == "pulse-catch-up"]
+@pytest.mark.parametrize("kind", ["sync", "aio"])
+def test_stop_ends_the_catch_up_thread_and_the_event_loop(kind):
+    def server_threads():
+        return [t for t in threading.enumerate() if t.name in ("pulse-catch-up", "pulse-grpc-aio")]
 
-    before = len(catch_up_threads())
-    server, port = create_server("127.0.0.1:0", MemoryStore(), catch_up_interval_ms=1)
+    before = len(server_threads())
+    server, port = create_server("127.0.0.1:0", MemoryStore(), catch_up_interval_ms=1, kind=kind)
     server.start()
-    assert len(catch_up_threads()) == before + 1
+    assert len(server_threads()) == before + (2 if kind == "aio" else 1)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         assert health_status(channel) == SERVING
-        server.stop(grace=1).wait()
-    assert len(catch_up_threads()) == before
+        assert server.stop(grace=1).wait(10)
+    assert len(server_threads()) == before
 
 
 def test_invalid_server_settings_fail_early():
+    with pytest.raises(ValueError, match="unknown server kind 'threads'; kinds: aio, sync"):
+        create_server("127.0.0.1:0", MemoryStore(), kind="threads")
     with pytest.raises(ValueError, match="max_workers"):
         create_server("127.0.0.1:0", MemoryStore(), max_workers=0)
     with pytest.raises(ValueError, match="catch_up_interval_ms"):
