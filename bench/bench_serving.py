@@ -779,7 +779,7 @@ def _recs_server_main(conn, kind: str, store_dir: str, secondary_dir: str, max_w
             from serving.server import create_server
 
             # The server `pulse serve` runs (keys, health, reflection and all), either kind.
-            server, port = create_server("127.0.0.1:0", reader, max_workers=max_workers,
+            server, port = create_server("127.0.0.1:0", reader, max_workers=max(1, max_workers),
                                          catch_up_interval_ms=catch_up_ms, items_refresh_ms=items_refresh_ms,
                                          kind="aio" if kind == "pulse-aio" else "sync")
         else:
