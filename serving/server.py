@@ -5,8 +5,10 @@ Services: ``pulse.v1.Pulse`` (GetProfile, GetRecommendations, GetSegments, ListS
 ``serving.auth``; TLS/mTLS credentials in ``serving.tls``. Requests larger than
 ``max_request_bytes`` are refused by gRPC itself (RESOURCE_EXHAUSTED).
 
-``create_server(address, reader)`` builds a server that is not started yet (tests bind
-port 0); ``serve(config)`` is the process entry point behind ``pulse serve``.
+``create_server(address, reader, kind=)`` builds a server that is not started yet (tests
+bind port 0): ``"sync"``, grpc's thread-pool server, or ``"aio"`` (``serving.aio_server``,
+the default of ``pulse serve``), with the same services and interceptors; ``serve(config)``
+is the process entry point behind ``pulse serve``.
 
 While the server runs, a background thread calls ``reader.catch_up()`` every
 ``catch_up_interval_ms`` so reads follow the writer, and rebuilds the item index used by
