@@ -392,13 +392,17 @@ class WindowedCounters:
     distinct sets per ``(key, res, attr)`` and ``{key: last ts}``. Reads never change what
     is counted (they may fill the caches of a series)."""
 
-    __slots__ = ("_b", "_d", "_last", "touched")
+    __slots__ = ("_b", "_d", "_last", "touched", "pending", "window_memo")
 
     def __init__(self) -> None:
         self._b: dict[tuple[str, int], _Series] = {}
         self._d: dict[tuple[str, int, str], _Sets] = {}
         self._last: dict[str, int] = {}
         self.touched: list[str] = []  # the series keys the last observe() matched (not stored)
+        # For ``SegmentSet.next_change`` (not stored): its last result over the windows,
+        # ``(reads, now, instant)``, and the series keys observed since (None: recompute).
+        self.pending: set[str] = set()
+        self.window_memo: tuple | None = None
 
     # -- updates ----------------------------------------------------------------------
     def observe(self, event: Event, plan: FeaturePlan) -> bool:
@@ -415,6 +419,7 @@ class WindowedCounters:
                 if not ok:
                     continue
             touched.append(key)
+            self.pending.add(key)
             old = last.get(key)
             if old is None or ts > old:
                 last[key] = ts
@@ -458,6 +463,7 @@ class WindowedCounters:
 
     def absorb(self, other: WindowedCounters) -> None:
         """Merge another profile's counters into this one (identity stitching)."""
+        self.window_memo = None
         for key, ts in other._last.items():
             if ts > self._last.get(key, ts - 1):
                 self._last[key] = ts

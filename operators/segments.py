@@ -686,6 +686,10 @@ class SegmentSet:
         for key, w in self._windows:
             reads.setdefault(read_key(key, w), []).append(w)
         self._reads = tuple((bkey, tuple(ws)) for bkey, ws in reads.items())
+        by_key: dict[str, list] = {}
+        for bkey, ws in self._reads:
+            by_key.setdefault(bkey[0], []).append((bkey, ws))
+        self._reads_by_key = {key: tuple(rs) for key, rs in by_key.items()}
         offsets: dict[str, set[int]] = {}
         for key, off in sinces:
             offsets.setdefault(key, set()).add(off)
@@ -748,9 +752,30 @@ class SegmentSet:
         return out
 
     def next_change(self, facts: Facts, now_ms: int) -> int | None:
-        """The smallest instant > ``now_ms`` at which time alone may change a membership."""
+        """The smallest instant > ``now_ms`` at which time alone may change a membership.
+
+        The windows' part (the costly one: every window of every series read) is
+        remembered on the counters with the keys observed since; the next call at a later
+        instant, while that part is still ahead, recomputes it for those keys only: a
+        bucket added can only bring a window's next change closer, and the windows of the
+        other series change at none of the instants before it. (The ``since`` part moves
+        later with every event: it is recomputed each time, from one ``last`` per key.)"""
         counters = facts.counters
-        best = counters.next_change_min(self._reads, now_ms)  # always > now_ms: b > now - w
+        memo = counters.window_memo
+        if (memo is not None and memo[0] is self._reads and memo[1] <= now_ms
+                and (memo[2] is None or memo[2] > now_ms)):
+            best = memo[2]
+            by_key = self._reads_by_key
+            for key in counters.pending:
+                reads = by_key.get(key)
+                if reads is not None:
+                    t = counters.next_change_min(reads, now_ms)
+                    if t is not None and (best is None or t < best):
+                        best = t
+        else:
+            best = counters.next_change_min(self._reads, now_ms)  # always > now_ms: b > now - w
+        counters.window_memo = (self._reads, now_ms, best)
+        counters.pending.clear()
         for key, offsets in self._sinces:
             last = counters.last(key)
             if last is None:

@@ -503,3 +503,39 @@ def test_module_never_evaluates_source_text():
     for name in ("segments.py", "segment_parser.py"):
         src = (ROOT / "operators" / name).read_text()
         assert not re.search(r"(?<![\w.])(eval|exec|compile|__import__)\(", src), name
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_next_change_after_events_equals_recomputing_every_window(seed):
+    """``next_change`` remembers its windows' part and recomputes only the series observed
+    since: over a random stream (late events, idle gaps, instants reached and passed,
+    a merge), every answer equals the one of counters that never remembered anything."""
+    import random
+
+    rng = random.Random(seed)
+    segs = load_segments(ROOT / "deploy" / "segments.yaml")
+    gen = ClickstreamGenerator(seed=seed, users=3, invalid_rate=0.0)
+    facts = Facts()
+    now = T0
+    for i in range(1500):
+        step = rng.choice([1_000, 20_000, 5 * MIN, 2 * HOUR]) if rng.random() < 0.9 else rng.choice([DAY, 15 * DAY])
+        now += step
+        ts = now - (rng.randrange(10 * MIN) if rng.random() < 0.1 else 0)  # some late events
+        _, raw = gen.next_record(ts)
+        facts.counters.observe(parse_event(raw), segs.plan)
+        if rng.random() < 0.02:  # stitching: the memo must not survive a merge
+            other = Facts()
+            for _ in range(3):
+                other.counters.observe(parse_event(gen.next_record(now - rng.randrange(DAY))[1]), segs.plan)
+            facts.counters.absorb(other.counters)
+        if rng.random() < 0.2:
+            continue  # several events before the next call
+        fresh = Facts()
+        fresh.counters = WindowedCounters.from_record(facts.counters.to_record())
+        got = segs.next_change(facts, now)
+        assert got == segs.next_change(fresh, now), i
+        if got is not None and rng.random() < 0.3:  # time reaches the instant (or passes it)
+            now = got + rng.choice([0, 0, 1, HOUR])
+            fresh = Facts()
+            fresh.counters = WindowedCounters.from_record(facts.counters.to_record())
+            assert segs.next_change(facts, now) == segs.next_change(fresh, now), i
