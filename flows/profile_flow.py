@@ -43,6 +43,8 @@ from state.store import (ProfileStore, encode_members, encode_ms, experiment_key
                          outbox_key, timer_key)
 
 TOO_LATE = "too_late"
+# Profiles whose timers fall due that one batch handles (``ProfileStep._ticks``).
+TIMERS_PER_BATCH = 500
 
 log = logging.getLogger(__name__)
 _topic_counters: dict[str, Any] = {}
@@ -239,7 +241,7 @@ class ProfileLogic:
                     if write.oldest_ingest_ms == 0 or pe.ingest_ms < write.oldest_ingest_ms:
                         write.oldest_ingest_ms = pe.ingest_ms
                     write.newest_event_ms = max(write.newest_event_ms, pe.event.ts_ms)
-            if st.clocks.pending:
+            if st.clocks.pending or st.timers.backlog:
                 self._ticks(write, dirty, sources)
             for item_id in dirty_items:
                 write.items[item_id] = encode_item(st.items.get(item_id))
@@ -394,7 +396,7 @@ class ProfileLogic:
         st = self._state
         clocks = st.clocks
         ready = [t for t in clocks.pending if clocks.done.get(t.source, 0) >= t.upto]
-        if not ready:
+        if not ready and not st.timers.backlog:
             return
         clocks.pending = [t for t in clocks.pending if clocks.done.get(t.source, 0) < t.upto]
         for tick in ready:
@@ -409,7 +411,14 @@ class ProfileLogic:
         m.WATERMARK_LAG.set(max(0.0, time.time() - floor / 1000))
         if not (st.engine.active or st.learner.active):
             return
-        for pid in st.timers.due(floor):
+        # At most TIMERS_PER_BATCH profiles per batch, the others in the next batches: a
+        # floor that jumps (a lagging partition catching up, a restart) can make thousands
+        # due at once, each a load, an evaluation and a write, and the events of the batch
+        # would wait for all of them. Deferring changes no transition (each is computed at
+        # its own instant, and an event of a deferred profile first advances it to its
+        # watermark). When every source has ended, all of them, so none is left behind.
+        limit = None if clocks.all_finished() else TIMERS_PER_BATCH
+        for pid in st.timers.due(floor, limit):
             profile = st.profiles.get(pid)
             if profile is None:
                 self._unschedule(pid, write)

@@ -191,6 +191,7 @@ class Timers:
     def __init__(self, store: ProfileStore) -> None:
         self._at: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
+        self.backlog = False  # the last ``due`` left instants before its bound
         scan = getattr(store, "scan", None)
         if scan is not None:
             for key, _value in scan(b"t"):
@@ -220,14 +221,18 @@ class Timers:
             self._heap = [(when, key) for key, when in self._at.items()]
             heapq.heapify(self._heap)
 
-    def due(self, before_ms: int) -> list[str]:
-        """Profiles with an instant before ``before_ms`` (removed from the heap)."""
+    def due(self, before_ms: int, limit: int | None = None) -> list[str]:
+        """Profiles with an instant before ``before_ms`` (removed from the heap), at most
+        ``limit`` of them; ``backlog`` then tells whether more were due."""
         out = []
         heap = self._heap
         while heap and heap[0][0] < before_ms:
+            if limit is not None and len(out) >= limit:
+                break
             at, pid = heapq.heappop(heap)
             if self._at.get(pid) == at:
                 out.append(pid)
+        self.backlog = bool(heap) and heap[0][0] < before_ms
         return out
 
 

@@ -24,10 +24,15 @@ SEED = 20260611
 USERS = 3000
 
 
-def run_flow(stream: ref.Stream, batch_size: int = 50, lateness_ms: int = LATENESS):
+def run_flow(stream: ref.Stream, batch_size: int = 50, lateness_ms: int = LATENESS, tick_every: int = 0):
+    """The flow over ``stream`` (a heartbeat after every ``tick_every`` records, as a live
+    source sends them; 0: only the final one)."""
     segments = parse_segments(ref.SEGMENTS_YAML, "reference.yaml")
-    items: list = [RawRecord(orjson.dumps(doc), user.encode(), SOURCE, offset, ingest)
-                   for offset, (doc, user, ingest) in enumerate(stream.raw)]
+    items: list = []
+    for offset, (doc, user, ingest) in enumerate(stream.raw):
+        items.append(RawRecord(orjson.dumps(doc), user.encode(), SOURCE, offset, ingest))
+        if tick_every and offset % tick_every == tick_every - 1:
+            items.append(Tick(SOURCE, None))
     items.append(Tick(SOURCE, None, final=True))
     store, dlq = MemoryStore(), []
     run_main(build_flow(TestingSource(items, batch_size=batch_size), TestingSink(dlq), store, segments=segments,
@@ -163,3 +168,30 @@ def test_smaller_streams_with_other_lateness_bounds(seed, lateness_min):
     assert got == want.transitions, first_difference(got, want.transitions, want, stream)
     assert sorted(d.record.offset for d in dlq if d.error.reason == "too_late") == want.too_late
     assert want.too_late and want.late_accepted
+
+
+def test_timers_deferred_to_later_batches_change_no_transition(monkeypatch):
+    """A batch handles at most TIMERS_PER_BATCH due profiles; with 2, due timers keep
+    waiting for later batches (and events of their profiles come first): the transitions
+    are still exactly the reference's, and none is left behind at the end."""
+    import flows.profile_flow
+    import flows.runtime_state
+
+    monkeypatch.setattr(flows.profile_flow, "TIMERS_PER_BATCH", 2)
+    deferred = []
+    due = flows.runtime_state.Timers.due
+
+    def counting_due(self, before_ms, limit=None):
+        out = due(self, before_ms, limit)
+        deferred.append(self.backlog)
+        return out
+
+    monkeypatch.setattr(flows.runtime_state.Timers, "due", counting_due)
+    lateness = 3 * ref.MIN
+    stream = ref.generate(5, 150, lateness)
+    want = ref.reference(stream.docs, lateness)
+    store, _dlq, _ = run_flow(stream, lateness_ms=lateness, tick_every=40)
+    got = streamed(store)
+    assert got == want.transitions, first_difference(got, want.transitions, want, stream)
+    assert sum(deferred) > 20 and not deferred[-1]  # often deferred; nothing left at the end
+    assert sum(1 for trs in want.transitions.values() for t in trs if t[4] == "time") > 100
