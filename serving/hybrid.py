@@ -53,7 +53,7 @@ kept while the row's item does not change (``item_models(previous=)``). Reasons 
 worked out only for the rows returned. Content is scored only for the rows that can
 reach the answer: every row gets an upper bound (its category's content term plus the
 best brand and price terms), and ``serving.recommend.top_rows_refined`` scores exactly
-only the rows whose bound beats the answer's last score (~200 of 10,000 rows), with the
+only the rows whose bound beats the answer's last score (~160 of 10,000 rows), with the
 same answer as scoring every row.
 """
 
