@@ -33,8 +33,9 @@ from grpc_reflection.v1alpha import reflection
 
 from proto.pulse.v1 import pulse_pb2_grpc
 from serving.auth import ADMIN_METHOD_PREFIX
+from serving.tls import bind_port
 
-_BUILD_TIMEOUT_S = 30.0
+_LOOP_TIMEOUT_S = 30.0
 
 
 class _Abort(Exception):
@@ -127,10 +128,10 @@ class _LoopHealth:
         self._loop = loop
 
     def set(self, service: str, status) -> None:
-        asyncio.run_coroutine_threadsafe(self.servicer.set(service, status), self._loop).result(_BUILD_TIMEOUT_S)
+        asyncio.run_coroutine_threadsafe(self.servicer.set(service, status), self._loop).result(_LOOP_TIMEOUT_S)
 
     def enter_graceful_shutdown(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.servicer.enter_graceful_shutdown(), self._loop).result(_BUILD_TIMEOUT_S)
+        asyncio.run_coroutine_threadsafe(self.servicer.enter_graceful_shutdown(), self._loop).result(_LOOP_TIMEOUT_S)
 
 
 class AioPulseServer:
@@ -165,7 +166,7 @@ class AioPulseServer:
         self.health = _LoopHealth(servicer, self._loop)
 
     def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_BUILD_TIMEOUT_S)
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_LOOP_TIMEOUT_S)
 
     def _close_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -173,11 +174,10 @@ class AioPulseServer:
         self._loop.close()
 
     def bind(self, address: str, credentials: grpc.ServerCredentials | None) -> int:
-        """Listen on ``address`` (TLS with ``credentials``); the port (raises on failure)."""
+        """Listen on ``address`` (TLS with ``credentials``); the port. On failure the loop
+        stops and ``OSError`` names the address (``serving.tls.bind_port``)."""
         async def add() -> int:
-            if credentials is None:
-                return self._server.add_insecure_port(address)
-            return self._server.add_secure_port(address, credentials)
+            return bind_port(self._server, address, credentials)
         try:
             return self._run(add())
         except BaseException:

@@ -48,7 +48,7 @@ from serving.decisions import (ExposureSink, KafkaExposureSink, LiveConfig, deci
                                recommendation_assignment)
 from serving.results import experiment_results
 from serving.segments import list_members, write_segments
-from serving.tls import server_credentials
+from serving.tls import bind_port, server_credentials
 from serving.recommend import DEFAULT_MAX_PER_CATEGORY, recommend
 from serving.recommendations import params_from_request, write_recommendations
 from state.store import ProfileReader, RocksReader
@@ -327,13 +327,7 @@ def create_server(
     admin = AdminServicer(reader, control, config)
     if kind == "aio":
         aio_server = AioPulseServer(interceptors, options, servicer, admin, SERVICE_NAMES)
-        try:
-            port = aio_server.bind(address, credentials)
-        except RuntimeError as exc:
-            raise OSError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
-        if port == 0:
-            aio_server.stop(None).wait()
-            raise OSError(f"cannot bind the gRPC server to {address!r}")
+        port = aio_server.bind(address, credentials)
         catch_up = _CatchUp(reader, aio_server.health, catch_up_interval_ms / 1000, items)
         catch_up.publish()
         aio_server.attach(catch_up)
@@ -345,15 +339,7 @@ def create_server(
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    try:
-        if credentials is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, credentials)
-    except RuntimeError as exc:
-        raise OSError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
-    if port == 0:  # older grpcio reports failure this way
-        raise OSError(f"cannot bind the gRPC server to {address!r}")
+    port = bind_port(server, address, credentials)
     catch_up = _CatchUp(reader, health_servicer, catch_up_interval_ms / 1000, items)
     catch_up.publish()
     return PulseServer(server, health_servicer, catch_up), port

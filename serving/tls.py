@@ -46,3 +46,18 @@ def server_credentials(cert_file: str = "", key_file: str = "",
     client_ca = _read("tls_client_ca_file", client_ca_file) if client_ca_file else None
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
                                        require_client_auth=client_ca is not None)
+
+
+def bind_port(server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Listen on ``address`` with ``server`` (sync or aio), over TLS when ``credentials``
+    are given; the port. Raises ``OSError`` naming the address when it cannot bind."""
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
+    if port == 0:  # older grpcio reports failure this way
+        raise OSError(f"cannot bind the gRPC server to {address!r}")
+    return port
