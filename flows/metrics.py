@@ -37,6 +37,9 @@ PROFILE_CACHE_BYTES = Gauge("pulse_profile_cache_bytes",
 DLQ_PUBLISHED = Counter("pulse_dlq_published_total", "Records written to the dead-letter sink")
 CONSUMER_LAG = Gauge("pulse_consumer_lag", "Records in the partition not yet read (from librdkafka statistics)",
                      ["topic", "partition"])
+RECORDS_MOVED = Counter("pulse_records_moved_total",
+                        "Records this process read and handed to the profile step on process 0 (only with "
+                        "several pulse run processes, processor.addresses)", ["input"])
 SOURCE_ERRORS = Counter("pulse_source_errors_total", "Errors reported by the input consumer", ["topic"])
 
 OUTCOME = {outcome: EVENTS_OUT.labels(outcome) for outcome in (*OUTCOMES, "too_late")}

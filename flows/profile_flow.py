@@ -29,6 +29,7 @@ from flows import metrics as m
 from flows.quality_metrics import observe_batch
 from flows.records import DeadLetter, EraseRequest, ParsedEvent, ParsedExposure, RawRecord, Routed, StoreWrite, Tick
 from flows.changelog import changelog_entry, changelog_key
+from flows.cluster import to_owner
 from flows.runtime_state import CHANGELOG_SEQ_META, OUTBOX_SEQ_META, SEGMENTS_META, ProcessorState
 from operators.events import DEFAULT_OPTIONS, InvalidEvent, ParseOptions, parse_event
 from operators import attribution
@@ -597,28 +598,36 @@ def build_flow(
     experiments=None,
     state: ProcessorState | None = None,
     learner=None,
+    owner: str | None = None,
 ) -> Dataflow:
     """The profile flow over ``source``; invalid records go to ``dlq_sink``; erase
     requests come from ``control`` and their records go to ``erasure_sink``. Segment
-    triggers go to the store's outbox (``flows.outbox`` publishes them)."""
+    triggers go to the store's outbox (``flows.outbox`` publishes them). With ``owner``
+    (a routing key, ``flows.cluster``), every input's records first move to the worker
+    it routes to: the flow runs in several processes and only that one holds the store."""
     if state is None:
         state = ProcessorState(store, policy=policy or Policy(), max_aliases=max_aliases,
                                cache_profiles=cache_profiles, cache_bytes=cache_bytes, segments=segments,
                                lateness_ms=lateness_ms,
                                pii_key=options.pii_key, experiments=experiments, learner=learner)
     flow = Dataflow(flow_id)
-    raw = op.input("input", flow, source)
+
+    def read(step_id: str, src: Source[RawRecord]):
+        records = op.input(step_id, flow, src)
+        return records if owner is None else to_owner(f"{step_id}_to_owner", records, owner, state)
+
+    raw = read("input", source)
     parsed = op.flat_map_batch("parse", raw, lambda batch: parse_batch(batch, options, state))
     split = op.branch("valid", parsed, lambda x: type(x) is not DeadLetter)
     dead = split.falses
     work = split.trues
     if control is not None:
-        commands = op.branch("valid_control", op.map("parse_control", op.input("control", flow, control),
+        commands = op.branch("valid_control", op.map("parse_control", read("control", control),
                                                      parse_control), lambda x: isinstance(x, EraseRequest))
         work = op.merge("with_control", work, commands.trues)
         dead = op.merge("all_dead_letters", dead, commands.falses)
     if exposures is not None:
-        seen = op.branch("valid_exposures", op.map("parse_exposure", op.input("exposures", flow, exposures),
+        seen = op.branch("valid_exposures", op.map("parse_exposure", read("exposures", exposures),
                                                    parse_exposure), lambda x: type(x) is ParsedExposure)
         work = op.merge("with_exposures", work, seen.trues)
         dead = op.merge("dead_with_exposures", dead, seen.falses)

@@ -4,6 +4,7 @@ demo pipeline (`pulse demo`), with Bytewax recovery and the processor's /metrics
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.changelog import ChangelogPublisher
+from flows.cluster import owner_key
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
 from flows.learning import Learner
 from flows.memory import GcFreezer
@@ -271,7 +273,20 @@ def kafka_flow(cfg: PulseConfig, store: ProfileStore, *, tail: bool = True,
                                      consumer_config=k.consumer, tail=tail, poll_timeout=0, ticks=False,
                                      idle_awake_s=0.1)
     return build_flow(source, dlq, store, control=control, erasure_sink=erasures, options=settings["options"],
-                      state=state, exposures=exposures)
+                      state=state, exposures=exposures, owner=cluster_owner(cfg))
+
+
+def cluster_owner(cfg: PulseConfig) -> str | None:
+    """With several processes (``processor.addresses``): the key routing every record to
+    the first worker of process 0; None for one process."""
+    processes = len(cfg.processor.cluster())
+    return owner_key(processes * cfg.processor.workers) if processes else None
+
+
+def single_process(cfg: PulseConfig) -> PulseConfig:
+    """``cfg`` without the cluster (a replay runs in one process)."""
+    processor = dataclasses.replace(cfg.processor, addresses="", process_id=0)
+    return dataclasses.replace(cfg, processor=processor)
 
 
 def replay_flow(cfg: PulseConfig, store: ProfileStore, paths: list[str], *, state: ProcessorState,
@@ -335,7 +350,8 @@ def demo_trigger_publisher(cfg: PulseConfig, store, state: ProcessorState) -> Ou
 
 
 def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:
-    """Run ``flow`` in this process until its source ends (or forever, when tailing).
+    """Run ``flow`` in this process until its source ends (or forever, when tailing);
+    with ``processor.addresses``, as one process of that cluster.
 
     SIGINT/SIGTERM end the sources, so the flow drains and takes a final snapshot.
     Returns False when stopped by a signal, True at the end of the input. Effects are
@@ -343,13 +359,22 @@ def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:
     was already applied.
     """
     install_handlers()
+    p = cfg.processor
+    cluster = {"process_id": p.process_id, "addresses": p.cluster()} if p.addresses else {}
+    if p.process_id == 0:
+        recovery = recovery_config(cfg.recovery_dir)
+    else:  # the snapshots live with process 0; this one holds no recovery partition
+        empty = Path(cfg.state.dir) / f"recovery-process-{p.process_id}"
+        empty.mkdir(parents=True, exist_ok=True)
+        recovery = RecoveryConfig(empty)
     try:
         with GcFreezer():
             cli_main(
                 flow,
-                workers_per_process=cfg.processor.workers,
-                epoch_interval=timedelta(milliseconds=cfg.processor.epoch_interval_ms),
-                recovery_config=recovery_config(cfg.recovery_dir),
+                workers_per_process=p.workers,
+                epoch_interval=timedelta(milliseconds=p.epoch_interval_ms),
+                recovery_config=recovery,
+                **cluster,
             )
     except (BytewaxRuntimeError, KeyboardInterrupt) as exc:
         if not _interrupted(exc):

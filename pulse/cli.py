@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from pulse.config import ConfigError, PulseConfig, load_config
+from pulse.config import ConfigError, PulseConfig, load_config, with_cluster
 
 log = logging.getLogger("pulse")
 
@@ -50,8 +50,11 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
                                processor_state, run_flow, trigger_publisher)
     from flows.store_stats import start_store_stats
 
+    cfg = with_cluster(cfg, args.addresses, args.process_id)
     settings = flow_settings(cfg)  # fail before touching Kafka or the store if a setting is missing
     ensure_topics(cfg)
+    if cfg.processor.process_id != 0:
+        return _run_reader(cfg, args, settings)
     store = open_writer_store(cfg)
     state = processor_state(store, settings)
     publisher = trigger_publisher(cfg, store, state)
@@ -72,12 +75,31 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_reader(cfg: PulseConfig, args: argparse.Namespace, settings: dict) -> int:
+    """A process other than 0 of a cluster: it reads its share of the partitions and
+    hands the records to process 0 (``flows.cluster``); it opens no store."""
+    from flows.cluster import Elsewhere
+    from flows.runtime import kafka_flow, run_flow
+
+    p = cfg.processor
+    port = _start_metrics(p.metrics_host, p.metrics_port + p.process_id if p.metrics_port else 0)
+    log.info("process %d of %s: reading %s for process 0; metrics on http://%s:%d/metrics", p.process_id,
+             p.addresses, cfg.kafka.events_topic, p.metrics_host, port)
+    state = Elsewhere(p.process_id, settings["experiments"])
+    run_flow(kafka_flow(cfg, None, tail=not args.exit_at_end, state=state), cfg)
+    from flows import metrics as m
+
+    moved = sum(s.value for s in m.RECORDS_MOVED.collect()[0].samples if s.name.endswith("_total"))
+    log.info("stopped: %.0f records handed to process 0", moved)
+    return 0
+
+
 def cmd_replay(cfg: PulseConfig, args: argparse.Namespace) -> int:
     """Rebuild state from history at full speed: JSONL event files, or the events topic
     from the start to its end (``--topic``)."""
     from flows.outbox import JsonlOutboxPublisher
     from flows.runtime import (ensure_topics, flow_settings, kafka_flow, open_writer_store, processor_state,
-                               replay_flow, run_bounded, run_flow, trigger_publisher)
+                               replay_flow, run_bounded, run_flow, single_process, trigger_publisher)
 
     if bool(args.files) == bool(args.topic):
         print("pulse: replay needs JSONL files or --topic (not both)", file=sys.stderr)
@@ -86,6 +108,7 @@ def cmd_replay(cfg: PulseConfig, args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             print(f"pulse: no such file: {path}", file=sys.stderr)
             return 2
+    cfg = single_process(cfg)
     settings = flow_settings(cfg)
     if args.topic or not args.triggers_file:
         ensure_topics(cfg)
@@ -457,6 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("run", help="run the flow: Kafka events -> per-profile state in RocksDB")
     p.add_argument("--exit-at-end", action="store_true", help="stop at the end of the topic instead of tailing it")
+    p.add_argument("-i", "--process-id", type=int, default=None,
+                   help="this process's index in --addresses (default: processor.process_id)")
+    p.add_argument("-a", "--addresses", default=None, metavar="HOST:PORT,...",
+                   help="every process of the cluster, the same list in each (default: processor.addresses); "
+                        "process 0 holds the store")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("replay", help="rebuild state at full speed from JSONL event files or the events topic")
     p.add_argument("files", nargs="*", metavar="FILE", help="JSONL files of events, one event per line, in order")
@@ -536,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear one-line reason for known startup failures
+        from flows.cluster import ClusterError
         from flows.runtime import ConfigurationMissing, TopicError
         from state.store import StoreError
 
@@ -552,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, FileNotFoundError) and exc.filename:
             print(f"pulse: {exc.strerror}: {exc.filename}", file=sys.stderr)
             return 1
-        if isinstance(exc, (TopicError, StoreError, ConfigurationMissing, ConfigError)):
+        if isinstance(exc, (TopicError, StoreError, ConfigurationMissing, ConfigError, ClusterError)):
             print(f"pulse: {exc}", file=sys.stderr)
             return 1
         raise

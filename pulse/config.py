@@ -66,6 +66,24 @@ class IdentityConfig:
     max_aliases: int = 50
 
 
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+
+
+def parse_addresses(text: str) -> list[str]:
+    """``host:port,host:port`` -> the list; ValueError naming the bad entry."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        m = _ADDRESS.match(part)
+        if not m or not 1 <= int(m.group(2)) <= 65535:
+            raise ValueError(f"{part!r} is not host:port")
+        out.append(part)
+    if len(set(out)) != len(out):
+        raise ValueError("an address is listed twice")
+    return out
+
+
+
 @dataclass(frozen=True)
 class ProcessorConfig:
     metrics_host: str = "127.0.0.1"
@@ -81,6 +99,15 @@ class ProcessorConfig:
     # Also publish every state change to kafka.changelog_topic, for `pulse serve --from-changelog`
     # replicas on other machines (costs one extra produce per changed record).
     changelog: bool = False
+    # More than one `pulse run` process (Bytewax -i/-a): every process's host:port, comma
+    # separated, the same list in every process, and this process's index in it. Process 0
+    # holds the store and runs the profile step; the others share the Kafka consumption.
+    addresses: str = ""
+    process_id: int = 0
+
+    def cluster(self) -> list[str]:
+        """The processes' addresses (empty for one process)."""
+        return parse_addresses(self.addresses) if self.addresses else []
 
 
 @dataclass(frozen=True)
@@ -325,10 +352,28 @@ def _validate(cfg: PulseConfig, where_of) -> None:
          "must be one of DEBUG, INFO, WARNING, ERROR"),
         ("log", "format", cfg.log.format in ("text", "json"), "must be \"text\" or \"json\""),
     ]
+    try:
+        processes = len(cfg.processor.cluster())
+    except ValueError as exc:
+        raise ConfigError(f"{where_of('processor', 'addresses')}: processor.addresses = "
+                          f"{cfg.processor.addresses!r}: {exc} (expected host:port,host:port,...)") from None
+    checks.append(("processor", "process_id", 0 <= cfg.processor.process_id < max(processes, 1),
+                   f"must be in 0..{max(processes, 1) - 1} (an index into processor.addresses)"))
     for section, key, ok, what in checks:
         if not ok:
             value = getattr(getattr(cfg, section), key)
             raise ConfigError(f"{where_of(section, key)}: {section}.{key} = {value!r} {what}")
+
+
+def with_cluster(cfg: PulseConfig, addresses: str | None, process_id: int | None) -> PulseConfig:
+    """``cfg`` with the command line's ``-a``/``-i`` (None: keep the configured value),
+    checked like the configuration."""
+    changes = {k: v for k, v in (("addresses", addresses), ("process_id", process_id)) if v is not None}
+    if not changes:
+        return cfg
+    out = dataclasses.replace(cfg, processor=dataclasses.replace(cfg.processor, **changes))
+    _validate(out, lambda s, k: "command line" if (s, k) in {("processor", n) for n in changes} else "configuration")
+    return out
 
 
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> PulseConfig:

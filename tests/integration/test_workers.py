@@ -1,5 +1,6 @@
-"""More than one Bytewax worker (`processor.workers = 2`) gives the same final profiles and
-the same segment triggers as one worker, from the same 3-partition topic.
+"""More than one Bytewax worker (`processor.workers = 2`), and more than one process
+(`pulse run -i 0|1 -a A,B`), give the same final profiles and the same segment triggers as
+one worker, from the same 3-partition topic.
 
 One exception, whatever the number of workers: a person whose aliases were stitched from
 events in different partitions (an anonymous visitor on one, the logged-in user on
@@ -10,13 +11,14 @@ started (and those profiles' triggers) may not. They are compared without those.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from operators.synthetic import ClickstreamGenerator
 from state.store import RocksStore
-from tests.integration.test_pipeline import REPO, Pulse, produce, pulse_env
+from tests.integration.test_pipeline import REPO, Pulse, free_port, produce, pulse_env
 from tests.integration.test_segments import SCORE_SEGMENTS, trigger_ids
 
 pytestmark = pytest.mark.kafka
@@ -46,29 +48,52 @@ def without_segments(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in SEGMENT_FIELDS}
 
 
-def test_two_workers_build_the_same_profiles_as_one(kafka_bootstrap, kafka_topic, tmp_path):
+def run(name: str, env: dict[str, str], tmp_path) -> None:
+    """`pulse run --exit-at-end` as one process, or as a cluster of two processes on loopback."""
+    if name != "2 processes":
+        proc = Pulse(["run", "--exit-at-end"], env, tmp_path / f"{name}.log")
+        assert proc.wait(300) == 0, proc.text()[-3000:]
+        return
+    addresses = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    procs = [Pulse(["run", "--exit-at-end", "-i", str(i), "-a", addresses], env, tmp_path / f"{name}-{i}.log")
+             for i in (0, 1)]
+    try:
+        for proc in procs:
+            assert proc.wait(300) == 0, proc.text()[-3000:]
+    finally:
+        for proc in procs:
+            proc.stop()
+    handed = re.search(r"stopped: (\d+) records handed to process 0", procs[1].text())
+    assert handed and int(handed.group(1)) > 1000, procs[1].text()[-2000:]  # it read its share
+    assert not any((tmp_path / name / "recovery-process-1").iterdir())  # snapshots live with process 0
+
+
+def test_more_workers_and_processes_build_the_same_profiles_as_one(kafka_bootstrap, kafka_topic, tmp_path):
     events, dlq = kafka_topic("events", partitions=3), kafka_topic("dlq")
     gen = ClickstreamGenerator(seed=41, users=800, invalid_rate=0.01)
     start_ms = int(time.time() * 1000) - 2 * 3_600_000
     produce(kafka_bootstrap, events, [gen.next_record(start_ms + i * 500) for i in range(12_000)])
     segments = str(REPO / "deploy" / "segments.yaml")
     runs, triggers, stitched = {}, {}, set()
-    for workers in (1, 2):
-        env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / f"w{workers}", PULSE_SEGMENTS_PATH=segments,
-                        PULSE_PROCESSOR_WORKERS=str(workers),
-                        PULSE_KAFKA_TRIGGERS_TOPIC=f"{events}.triggers-w{workers}")
-        proc = Pulse(["run", "--exit-at-end"], env, tmp_path / f"w{workers}.log")
-        assert proc.wait(300) == 0, proc.text()[-3000:]
-        runs[workers], merged = profiles(tmp_path / f"w{workers}")
+    for name, workers in (("1 worker", 1), ("2 workers", 2), ("2 processes", 1)):
+        tag = name.replace(" ", "-")
+        env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / name, PULSE_SEGMENTS_PATH=segments,
+                        PULSE_PROCESSOR_WORKERS=str(workers), PULSE_KAFKA_TRIGGERS_TOPIC=f"{events}.triggers-{tag}")
+        run(name, env, tmp_path)
+        runs[name], merged = profiles(tmp_path / name)
         stitched |= merged
-        triggers[workers] = trigger_ids(kafka_bootstrap, f"{events}.triggers-w{workers}", 100)
-    one, two = runs[1], runs[2]
-    assert len(one) > 500 and set(two) == set(one) and 0 < len(stitched) < len(one) / 2
-    differ = [pid for pid in one if (one[pid] != two[pid] if pid not in stitched
-                                     else without_segments(one[pid]) != without_segments(two[pid]))]
-    assert differ == [], [(pid, [k for k in one[pid] if one[pid][k] != two[pid][k]]) for pid in differ[:3]]
+        triggers[name] = trigger_ids(kafka_bootstrap, f"{events}.triggers-{tag}", 100)
+    one = runs["1 worker"]
+    assert len(one) > 500 and 0 < len(stitched) < len(one) / 2
 
     def exact(found: dict) -> set[str]:
         return {k for k, t in found.items() if t["segment_id"] not in SCORE_SEGMENTS and t["profile_id"] not in stitched}
-    a, b = exact(triggers[1]), exact(triggers[2])
-    assert a and b == a, [triggers[1].get(k) or triggers[2].get(k) for k in list(a ^ b)[:3]]
+    for name in ("2 workers", "2 processes"):
+        other = runs[name]
+        assert set(other) == set(one), name
+        differ = [pid for pid in one if (one[pid] != other[pid] if pid not in stitched
+                                         else without_segments(one[pid]) != without_segments(other[pid]))]
+        assert differ == [], (name, [(pid, [k for k in one[pid] if one[pid][k] != other[pid][k]])
+                                     for pid in differ[:3]])
+        a, b = exact(triggers["1 worker"]), exact(triggers[name])
+        assert a and b == a, (name, [triggers["1 worker"].get(k) or triggers[name].get(k) for k in list(a ^ b)[:3]])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pulse.config import ConfigError, PulseConfig, load_config
+from pulse.config import ConfigError, PulseConfig, load_config, with_cluster
 
 
 def write(tmp_path, text):
@@ -48,6 +48,12 @@ def test_config_file_from_env_variable(tmp_path):
         ('[kafka]\ncreate_topics = "yes"\n', "pulse.toml:2: kafka.create_topics must be true or false"),
         ('[kafka]\nconsumer = 3\n', "pulse.toml:2: kafka.consumer must be a table"),
         ('[state]\ncache_mb = 8\n', "pulse.toml:2: state.cache_mb = 8 must be at least 16"),
+        ('[processor]\naddresses = "127.0.0.1:2101,127.0.0.1"\n',
+         "pulse.toml:2: processor.addresses = '127.0.0.1:2101,127.0.0.1': '127.0.0.1' is not host:port"),
+        ('[processor]\naddresses = "a:1,a:1"\n', "pulse.toml:2: processor.addresses = 'a:1,a:1': an address is listed twice"),
+        ('[processor]\naddresses = "a:1,b:1"\nprocess_id = 2\n',
+         "pulse.toml:3: processor.process_id = 2 must be in 0..1 (an index into processor.addresses)"),
+        ('[processor]\nprocess_id = 1\n', "pulse.toml:2: processor.process_id = 1 must be in 0..0"),
     ],
 )
 def test_bad_file_names_file_line_and_problem(tmp_path, text, message):
@@ -83,3 +89,15 @@ def test_kubernetes_service_links_are_ignored_but_typos_are_not():
     assert load_config(None, links) == PulseConfig()
     with pytest.raises(ConfigError, match="PULSE_SERVNG_METRICS_PORT: unknown section"):
         load_config(None, {"PULSE_SERVNG_METRICS_PORT": "1"})
+
+
+def test_cluster_from_the_command_line_overrides_and_is_checked_like_the_file(tmp_path):
+    cfg = load_config(write(tmp_path, '[processor]\naddresses = "127.0.0.1:2101,[::1]:2102"\n'), {})
+    assert cfg.processor.cluster() == ["127.0.0.1:2101", "[::1]:2102"] and cfg.processor.process_id == 0
+    assert with_cluster(cfg, None, 1).processor.process_id == 1
+    assert with_cluster(cfg, None, None) is cfg
+    assert load_config(None, {}).processor.cluster() == []
+    with pytest.raises(ConfigError, match="command line: processor.process_id = 2 must be in 0..1"):
+        with_cluster(cfg, None, 2)
+    with pytest.raises(ConfigError, match="command line: processor.addresses = 'x:0': 'x:0' is not host:port"):
+        with_cluster(cfg, "x:0", 0)
