@@ -19,7 +19,7 @@ from bytewax.run import cli_main
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.changelog import ChangelogPublisher
-from flows.cluster import owner_key
+from flows.cluster import ClusterError, owner_key
 from flows.generator_io import GeneratorSource, JsonlDeadLetterSink
 from flows.learning import Learner
 from flows.memory import GcFreezer
@@ -379,6 +379,13 @@ def run_flow(flow: Dataflow, cfg: PulseConfig) -> bool:
     except (BytewaxRuntimeError, KeyboardInterrupt) as exc:
         if not _interrupted(exc):
             raise
+    except BaseException as exc:
+        # Timely panics when a peer process goes away (pyo3's PanicException is a BaseException).
+        if not cluster or type(exc).__name__ != "PanicException":
+            raise
+        raise ClusterError(
+            f"process {p.process_id} of {p.addresses} lost a peer process and stopped ({exc}). Restart every "
+            "process of the cluster: they resume from process 0's recovery snapshots") from exc
     if stop_requested():
         log.info("stopping on signal")
         return False

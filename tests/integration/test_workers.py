@@ -12,13 +12,15 @@ started (and those profiles' triggers) may not. They are compared without those.
 from __future__ import annotations
 
 import re
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from operators.synthetic import ClickstreamGenerator
 from state.store import RocksStore
-from tests.integration.test_pipeline import REPO, Pulse, free_port, produce, pulse_env
+from tests.integration.test_pipeline import REPO, Pulse, free_port, metric, produce, pulse_env, wait_for
 from tests.integration.test_segments import SCORE_SEGMENTS, trigger_ids
 
 pytestmark = pytest.mark.kafka
@@ -48,6 +50,13 @@ def without_segments(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in SEGMENT_FIELDS}
 
 
+def assert_same_profiles(one: dict, other: dict, stitched: set[str], name: str) -> None:
+    assert set(other) == set(one), name
+    differ = [pid for pid in one if (one[pid] != other[pid] if pid not in stitched
+                                     else without_segments(one[pid]) != without_segments(other[pid]))]
+    assert differ == [], (name, [(pid, [k for k in one[pid] if one[pid][k] != other[pid][k]]) for pid in differ[:3]])
+
+
 def run(name: str, env: dict[str, str], tmp_path) -> None:
     """`pulse run --exit-at-end` as one process, or as a cluster of two processes on loopback."""
     if name != "2 processes":
@@ -65,7 +74,7 @@ def run(name: str, env: dict[str, str], tmp_path) -> None:
             proc.stop()
     handed = re.search(r"stopped: (\d+) records handed to process 0", procs[1].text())
     assert handed and int(handed.group(1)) > 1000, procs[1].text()[-2000:]  # it read its share
-    assert not any((tmp_path / name / "recovery-process-1").iterdir())  # snapshots live with process 0
+    assert not any((Path(env["PULSE_STATE_DIR"]) / "recovery-process-1").iterdir())  # snapshots: process 0
 
 
 def test_more_workers_and_processes_build_the_same_profiles_as_one(kafka_bootstrap, kafka_topic, tmp_path):
@@ -89,11 +98,43 @@ def test_more_workers_and_processes_build_the_same_profiles_as_one(kafka_bootstr
     def exact(found: dict) -> set[str]:
         return {k for k, t in found.items() if t["segment_id"] not in SCORE_SEGMENTS and t["profile_id"] not in stitched}
     for name in ("2 workers", "2 processes"):
-        other = runs[name]
-        assert set(other) == set(one), name
-        differ = [pid for pid in one if (one[pid] != other[pid] if pid not in stitched
-                                         else without_segments(one[pid]) != without_segments(other[pid]))]
-        assert differ == [], (name, [(pid, [k for k in one[pid] if one[pid][k] != other[pid][k]])
-                                     for pid in differ[:3]])
+        assert_same_profiles(one, runs[name], stitched, name)
         a, b = exact(triggers["1 worker"]), exact(triggers[name])
         assert a and b == a, (name, [triggers["1 worker"].get(k) or triggers[name].get(k) for k in list(a ^ b)[:3]])
+
+
+def test_a_cluster_that_lost_a_process_stops_and_resumes_to_the_same_profiles(kafka_bootstrap, kafka_topic, tmp_path):
+    events, dlq = kafka_topic("events", partitions=3), kafka_topic("dlq")
+    gen = ClickstreamGenerator(seed=43, users=1500, invalid_rate=0.01)
+    start_ms = int(time.time() * 1000) - 2 * 3_600_000
+    produce(kafka_bootstrap, events, [gen.next_record(start_ms + i * 200) for i in range(40_000)])
+    run("1 worker", pulse_env(kafka_bootstrap, events, dlq, tmp_path / "1 worker"), tmp_path)
+    one, stitched = profiles(tmp_path / "1 worker")
+
+    port = free_port()
+    env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "cluster", PULSE_PROCESSOR_METRICS_PORT=str(port),
+                    PULSE_PROCESSOR_EPOCH_INTERVAL_MS="1000",
+                    PULSE_PROCESSOR_ADDRESSES=f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}")
+    first = Pulse(["run"], env, tmp_path / "cluster-0.log")
+    second = Pulse(["run", "-i", "1"], env, tmp_path / "cluster-1.log")
+    try:
+        def applied():
+            try:
+                return metric(f"http://127.0.0.1:{port}/metrics", 'pulse_events_out_total{outcome="applied"}') >= 8_000
+            except OSError:
+                return False
+        wait_for(applied, 120, "8,000 events applied by the cluster", interval=0.02)
+        second.stop(signal.SIGKILL)
+        # Process 0 cannot go on without the partitions process 1 read: it stops by itself.
+        wait_for(lambda: first.proc.poll() is not None, 60, "process 0 to stop after losing process 1")
+    finally:
+        second.stop()
+        first.stop()
+    assert first.proc.returncode == 1 and "lost a peer process" in first.text(), first.text()[-2000:]
+    store = RocksStore(tmp_path / "cluster" / "store")
+    partial = store.count()
+    store.close()
+    assert 0 < partial < len(one)  # it really stopped part-way
+    run("2 processes", env, tmp_path)
+    got, merged = profiles(tmp_path / "cluster")
+    assert_same_profiles(one, got, stitched | merged, "after the restart")
