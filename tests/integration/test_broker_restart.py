@@ -7,7 +7,6 @@ This test needs a broker it may stop, so it always starts its own (even when
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -23,16 +22,21 @@ MODEL_FIELDS = {"factors", "scores", "labels"}  # what the models learnt: not ex
 
 
 def comparable(profiles: dict) -> dict:
-    return {pid: {k: v for k, v in rec.items() if k not in MODEL_FIELDS} for pid, rec in profiles.items()}
+    """Profiles without what the models learnt, nor the segments defined on model scores:
+    both depend on the order the models learnt in (README), which the wall-clock heartbeats
+    of a live run change; the same segments' triggers are left out below."""
+    out = {}
+    for pid, rec in profiles.items():
+        rec = {k: v for k, v in rec.items() if k not in MODEL_FIELDS}
+        rec["segments"] = {seg: v for seg, v in rec["segments"].items() if seg not in SCORE_SEGMENTS}
+        out[pid] = rec
+    return out
 
 
 def without_score_segments(triggers: dict) -> dict:
     return {k: t for k, t in triggers.items() if t["segment_id"] not in SCORE_SEGMENTS}
 
 
-@pytest.mark.skipif(os.environ.get("PULSE_TEST_BROKER_OUTAGE") != "1", reason=(
-    "opt-in (PULSE_TEST_BROKER_OUTAGE=1): passed 2 of 3 runs; one CI run found one profile "
-    "(user:u000005) different from the reference, not yet explained"))
 def test_a_broker_outage_mid_stream_loses_nothing(tmp_path):
     gen = ClickstreamGenerator(seed=31, users=500, invalid_rate=0.0)
     start_ms = int(time.time() * 1000) - 3 * 3_600_000
@@ -96,6 +100,8 @@ def test_a_broker_outage_mid_stream_loses_nothing(tmp_path):
 
     got, want = comparable(all_profiles(tmp_path / "live")), comparable(all_profiles(tmp_path / "ref"))
     assert set(got) == set(want) and len(want) > 300
-    assert {pid for pid in got if got[pid] != want[pid]} == set()
+    assert {pid for pid in got if got[pid] != want[pid]} == set(), [
+        (pid, {k: (got[pid][k], want[pid][k]) for k in got[pid] if got[pid][k] != want[pid][k]})
+        for pid in got if got[pid] != want[pid]][:3]
     got_t, want_t = without_score_segments(got_triggers), without_score_segments(want_triggers)
     assert want_t and set(got_t) == set(want_t), (len(set(want_t) - set(got_t)), len(set(got_t) - set(want_t)))
