@@ -7,10 +7,12 @@ run without the crash.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
 import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -220,21 +222,47 @@ def test_event_on_kafka_reaches_get_profile_and_bad_event_reaches_dlq(kafka_boot
 HISTORY_FIELDS = ("version", "merged_from")
 
 
-def run_and_kill(env: dict[str, str], log: Path, metrics_url: str, kill_after: int) -> float:
+def run_and_kill(env: dict[str, str], log: Path, metrics_url: str, kill_after: int) -> tuple[float, float]:
     """`pulse run` until it has applied ``kill_after`` events, then SIGKILL; returns how
-    many records it had replayed (skipped as already applied) by then."""
+    many records it had replayed (skipped as already applied) and applied by then."""
     proc = Pulse(["run"], env, log)
+
+    def counts() -> dict[str, float]:
+        return {o: metric(metrics_url, f'pulse_events_out_total{{outcome="{o}"}}') for o in ("applied", "replayed")}
 
     def progressed():
         try:
-            return metric(metrics_url, 'pulse_events_out_total{outcome="applied"}') >= kill_after
+            return counts()["applied"] >= kill_after
         except OSError:
             return False
 
-    wait_for(progressed, 120, f"{kill_after} events applied before the kill", interval=0.01)
-    replayed = metric(metrics_url, 'pulse_events_out_total{outcome="replayed"}')
+    try:
+        wait_for(progressed, 120, f"{kill_after} events applied before the kill", interval=0.01)
+    except AssertionError as exc:
+        now = counts()
+        proc.stop(signal.SIGKILL)
+        raise AssertionError(f"{exc}; counts {now}; log:\n{proc.text()[-2000:]}") from None
+    now = counts()
     proc.stop(signal.SIGKILL)
     assert proc.proc.returncode == -signal.SIGKILL
+    return now["replayed"], now["applied"]
+
+
+def points(stream_events: int) -> list[int]:
+    """Where to kill: PULSE_TEST_KILLS points (default 20) spread over the first
+    ``stream_events`` of the stream, drawn from PULSE_TEST_SEED (default 11)."""
+    rng = random.Random(int(os.environ.get("PULSE_TEST_SEED", "11")))
+    return sorted(rng.sample(range(1_000, stream_events), int(os.environ.get("PULSE_TEST_KILLS", "20"))))
+
+
+def crash_repeatedly(env: dict[str, str], tmp_path: Path, metrics_url: str, stream_events: int) -> float:
+    """SIGKILL `pulse run` at each of ``points``, restarting it each time; returns the
+    records the runs re-read and skipped. A point is a number of events applied in all,
+    so a run re-reading what an earlier one applied does not move it."""
+    replayed = applied = 0.0
+    for n, point in enumerate(points(stream_events)):
+        skipped, done = run_and_kill(env, tmp_path / f"crash-{n}.log", metrics_url, max(1, int(point - applied)))
+        replayed, applied = replayed + skipped, applied + done
     return replayed
 
 
@@ -263,20 +291,12 @@ def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootst
     assert len(expected) > 1000
 
     port = free_port()
-    # Snapshots every 2 s (not 200 ms): a kill then always leaves records that were stored
-    # after the last snapshot, so every restart really replays some.
-    crashy = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "crashy", PULSE_PROCESSOR_METRICS_PORT=str(port),
-                       PULSE_PROCESSOR_EPOCH_INTERVAL_MS="2000")
+    # Snapshots every 200 ms: kills come after snapshots of the killed process or an earlier
+    # one (the next run resumes from the latest) and after records stored since (which it
+    # re-reads and skips).
+    crashy = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "crashy", PULSE_PROCESSOR_METRICS_PORT=str(port))
     url = f"http://127.0.0.1:{port}/metrics"
-    replayed = 0
-    # Where to kill: PULSE_TEST_KILLS points (default 3) drawn from PULSE_TEST_SEED (default
-    # 11), each "after this many events applied by the new process" (README: 20 kills ran).
-    rng = random.Random(int(os.environ.get("PULSE_TEST_SEED", "11")))
-    kills = int(os.environ.get("PULSE_TEST_KILLS", "3"))
-    points = [rng.randint(2_000, 8_000)] + [rng.randint(300, 2_500) for _ in range(kills - 1)]
-    for n, kill_after in enumerate(points):
-        # A restarted run first replays (and skips) what was applied after the last snapshot.
-        replayed += run_and_kill(crashy, tmp_path / f"crash-{n}.log", url, kill_after)
+    replayed = crash_repeatedly(crashy, tmp_path, url, 50_000)
     final = Pulse(["run", "--exit-at-end"], crashy, tmp_path / "final.log")
     assert final.wait(300) == 0, final.text()[-3000:]
     replayed += int(re.search(r"replayed=(\d+)", final.text()).group(1))
@@ -289,8 +309,12 @@ def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootst
              for pid in got}
     diffs = {pid: ks for pid, ks in diffs.items() if ks}
     assert diffs == {}, {pid: {k: (got[pid][k], expected[pid][k]) for k in ks} for pid, ks in list(diffs.items())[:3]}
-    # The crash really made Bytewax replay records that had been applied already.
+    # The crashes really made Bytewax replay records that had been applied already, and
+    # later runs resumed from snapshots taken by earlier ones.
     assert replayed > 0, final.text()[-2000:]
+    with contextlib.closing(sqlite3.connect(tmp_path / "crashy" / "recovery" / "part-0.sqlite3")) as db:
+        resumed_at = [epoch for (epoch,) in db.execute("SELECT resume_epoch FROM exs ORDER BY ex_num")]
+    assert len(resumed_at) == len(points(50_000)) + 1 and resumed_at == sorted(resumed_at) and resumed_at[-1] > 1, resumed_at
 
 
 def test_produce_sample_writes_the_synthetic_clickstream(kafka_bootstrap, kafka_topic, tmp_path):

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer
 from operators.synthetic import ClickstreamGenerator
 from proto.pulse.v1 import pulse_pb2
 from tests.integration.test_pipeline import (REPO, Pulse, PulsePair, event, free_port, metric, produce, pulse_env,
-                                             run_and_kill, wait_for)
+                                             crash_repeatedly, wait_for)
 
 pytestmark = pytest.mark.kafka
 
@@ -170,10 +170,8 @@ def test_sigkill_and_restart_lose_and_duplicate_no_trigger(kafka_bootstrap, kafk
     port = free_port()
     crashy = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "crashy", PULSE_SEGMENTS_PATH=segments,
                        PULSE_KAFKA_TRIGGERS_TOPIC=events + ".crashy-triggers",
-                       PULSE_PROCESSOR_METRICS_PORT=str(port), PULSE_PROCESSOR_EPOCH_INTERVAL_MS="2000")
-    url = f"http://127.0.0.1:{port}/metrics"
-    for n, kill_after in enumerate((6_000, 5_000, 5_000)):
-        run_and_kill(crashy, tmp_path / f"crash-{n}.log", url, kill_after)
+                       PULSE_PROCESSOR_METRICS_PORT=str(port))
+    assert crash_repeatedly(crashy, tmp_path, f"http://127.0.0.1:{port}/metrics", 25_000) > 0
     final = Pulse(["run", "--exit-at-end"], crashy, tmp_path / "final.log")
     assert final.wait(300) == 0, final.text()[-3000:]
     got = trigger_ids(kafka_bootstrap, events + ".crashy-triggers", len(expected) - len(
