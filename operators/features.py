@@ -243,6 +243,15 @@ def _add_capped(values: set[str], v: str) -> None:
 # ``now >= ts``), so every read is one bisect: a count is a difference of two prefix sums,
 # ``next_change`` is the first start in the window plus ``W``.
 _CUM_PATCH = 64  # a middle insert patches at most this many prefix sums, else they are rebuilt on read
+# Sums are kept in integer millionths: exact, so they do not depend on the order values were
+# added in (a person's events read from two partitions interleave differently per run, and
+# a float sum then differed in its last bit). Values are rounded to a millionth.
+MICRO = 1_000_000
+
+
+def micros(value: float) -> int:
+    """``value`` in integer millionths (what a windowed sum adds)."""
+    return round(value * MICRO)
 _RES: dict[int, int] = {}  # window -> resolution, for windows already checked
 
 
@@ -262,22 +271,22 @@ def read_key(key: str, window_ms: int) -> tuple[str, int]:
 
 class _Series:
     """One series' buckets at one resolution, ascending by start: parallel lists of starts
-    ``bs``, counts ``cnt`` and value sums ``sm``; ``cum`` holds the prefix sums of ``cnt``
+    ``bs``, counts ``cnt`` and value sums ``sm`` (in millionths, ``MICRO``); ``cum`` holds the prefix sums of ``cnt``
     (one longer; ``cum[i]`` minus ``cum[j]`` counts buckets ``j..i-1``), or None until the
     next read rebuilds it; ``tot`` caches the last window total as ``(start index, total)``."""
 
     __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed")
 
     def __init__(self, bs: list[int] | None = None, cnt: list[int] | None = None,
-                 sm: list[float] | None = None) -> None:
+                 sm: list[int] | None = None) -> None:
         self.bs: list[int] = bs if bs is not None else []
         self.cnt: list[int] = cnt if cnt is not None else []
-        self.sm: list[float] = sm if sm is not None else []
+        self.sm: list[int] = sm if sm is not None else []
         self.cum: list[int] | None = None if bs else [0]
         self.tot: tuple[int, float] | None = None
         self.packed: list | None = None  # the stored form's flat list, until the next change
 
-    def add(self, b: int, c: int, s: float) -> None:
+    def add(self, b: int, c: int, s: int) -> None:
         bs = self.bs
         self.tot = self.packed = None
         cum = self.cum
@@ -323,7 +332,7 @@ class _Series:
 
     def pack(self, res: int) -> list:
         if self.packed is None:
-            self.packed = _pack(self.bs, res, [(c, _sum(s)) for c, s in zip(self.cnt, self.sm)])
+            self.packed = _pack(self.bs, res, [(c, _sum(s / MICRO)) for c, s in zip(self.cnt, self.sm)])
         return self.packed.copy()
 
     def count_from(self, i: int) -> int:
@@ -336,7 +345,7 @@ class _Series:
         tot = self.tot
         if tot is not None and tot[0] == i:
             return tot[1]
-        v = math.fsum(self.sm[i:]) if i < len(self.sm) else 0.0
+        v = sum(self.sm[i:]) / MICRO if i < len(self.sm) else 0.0
         self.tot = (i, v)
         return v
 
@@ -427,14 +436,13 @@ class WindowedCounters:
             if not layout:
                 continue
             changed = True
-            if value is None:
-                value = _value(lines)
+            amount = micros(_value(lines) if value is None else value)
             for res, bkey, dkeys in layout:
                 b = ts - ts % res
                 series = self._b.get(bkey)
                 if series is None:
                     series = self._b[bkey] = _Series()
-                series.add(b, 1, value)
+                series.add(b, 1, amount)
                 for dkey, attr in dkeys:
                     for line in lines:
                         v = getattr(line, attr)
@@ -572,7 +580,7 @@ class WindowedCounters:
             out._last = {str(k): _int(ts) for k, ts in rec["last"].items()}
             for key, res, flat in rec.get("b", ()):
                 res = _int(res)
-                cells = _ascending([(b, (_int(flat[i + 1]), float(flat[i + 2]))) for i, b in _unpack(flat, res, 3)])
+                cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2])))) for i, b in _unpack(flat, res, 3)])
                 out._b[(str(key), res)] = _Series([b for b, _ in cells], [c for _, (c, _) in cells],
                                                   [s for _, (_, s) in cells])
             for key, res, attr, flat in rec.get("d", ()):

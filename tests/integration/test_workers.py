@@ -29,14 +29,15 @@ ORDER_FIELDS = {"version", "merged_from"}
 SEGMENT_FIELDS = {"segments", "next_check_ms", "clock_ms"}
 
 
-def profiles(state_dir) -> tuple[dict, set[str]]:
-    """Every profile's record without the fields above, and the ids stitched into or
-    absorbed by another profile."""
+def profiles(state_dir, events: str) -> tuple[dict, set[str]]:
+    """Every profile's record without the fields above, and the ids of persons whose events
+    came from more than one partition (stitched into or absorbed by another profile, or
+    linked by an alias keyed to another partition)."""
     store = RocksStore(state_dir / "store")
     try:
         out, stitched = {}, set()
         for p in store.iter_profiles():
-            if p.merged_from:
+            if p.merged_from or len([src for src in p.positions if src.rsplit("/", 1)[0] == events]) > 1:
                 stitched.update((p.profile_id, *p.merged_from))
             rec = {k: v for k, v in p.to_record().items() if k not in MODEL_FIELDS | ORDER_FIELDS}
             rec["segments"] = {seg: v for seg, v in rec["segments"].items() if seg not in SCORE_SEGMENTS}
@@ -89,7 +90,7 @@ def test_more_workers_and_processes_build_the_same_profiles_as_one(kafka_bootstr
         env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / name, PULSE_SEGMENTS_PATH=segments,
                         PULSE_PROCESSOR_WORKERS=str(workers), PULSE_KAFKA_TRIGGERS_TOPIC=f"{events}.triggers-{tag}")
         run(name, env, tmp_path)
-        runs[name], merged = profiles(tmp_path / name)
+        runs[name], merged = profiles(tmp_path / name, events)
         stitched |= merged
         triggers[name] = trigger_ids(kafka_bootstrap, f"{events}.triggers-{tag}", 100)
     one = runs["1 worker"]
@@ -109,7 +110,7 @@ def test_a_cluster_that_lost_a_process_stops_and_resumes_to_the_same_profiles(ka
     start_ms = int(time.time() * 1000) - 2 * 3_600_000
     produce(kafka_bootstrap, events, [gen.next_record(start_ms + i * 200) for i in range(40_000)])
     run("1 worker", pulse_env(kafka_bootstrap, events, dlq, tmp_path / "1 worker"), tmp_path)
-    one, stitched = profiles(tmp_path / "1 worker")
+    one, stitched = profiles(tmp_path / "1 worker", events)
 
     port = free_port()
     env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "cluster", PULSE_PROCESSOR_METRICS_PORT=str(port),
@@ -136,5 +137,5 @@ def test_a_cluster_that_lost_a_process_stops_and_resumes_to_the_same_profiles(ka
     store.close()
     assert 0 < partial < len(one)  # it really stopped part-way
     run("2 processes", env, tmp_path)
-    got, merged = profiles(tmp_path / "cluster")
+    got, merged = profiles(tmp_path / "cluster", events)
     assert_same_profiles(one, got, stitched | merged, "after the restart")
