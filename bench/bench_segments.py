@@ -207,7 +207,7 @@ def kafka():
 
 
 def latency(rate: int, seconds: float, segments_path: Path = SEGMENTS, users: int = 20_000,
-            env_extra: dict | None = None, patch: str = "") -> dict:
+            env_extra: dict | None = None, patch: str = "", warm: float = 5.0) -> dict:
     from tests.kafka_broker import create_topic, unique_topic
 
     with kafka() as bootstrap, tempfile.TemporaryDirectory(prefix="pulse-bench-lat-") as d:
@@ -228,7 +228,7 @@ def latency(rate: int, seconds: float, segments_path: Path = SEGMENTS, users: in
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            return _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, Path(d))
+            return _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, Path(d), warm)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -240,7 +240,7 @@ def latency(rate: int, seconds: float, segments_path: Path = SEGMENTS, users: in
             log.close()
 
 
-def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, tmp: Path) -> dict:
+def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, tmp: Path, warm: float) -> dict:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     sent: dict[str, float] = {}  # event_id -> produce wall time (ms)
@@ -289,8 +289,8 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
     reader.start()
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": "0", "acks": "1"})
     gen = ClickstreamGenerator(seed=11, users=users, invalid_rate=0.0)
-    # Warm up (imports, first batches, the profile cache) for 5 s without measuring.
-    warm = 5.0
+    # Warm up (imports, first batches, the profile cache, the broker's and producer's own
+    # start) for ``warm`` seconds without measuring.
     total = int(rate * (seconds + warm))
     t_start = time.time()
     for i in range(total):
@@ -327,7 +327,7 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
     res["max_ms"] = lat[-1] if lat else float("nan")
     res["p50_ms_by_second"] = {sec: percentile(sorted(v), 50) for sec, v in sorted(by_second.items())}
     print(f"event produced -> trigger on Kafka ({rate:,} events/s asked, {achieved:,.0f} achieved, "
-          f"{seconds:g} s measured after 5 s warm-up, pulse run as a subprocess)")
+          f"{seconds:g} s measured after {warm:g} s warm-up, pulse run as a subprocess)")
     print(f"  triggers: {res['triggers']:,} ({res['event_triggers']:,} caused by a measured event, "
           f"{res['time_triggers']:,} by time/backfill, {res['unmatched']:,} by warm-up events)")
     print(f"  {'':<42}{'p50':>9}{'p95':>9}{'p99':>9}")
@@ -377,6 +377,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=2, help="flow runs per configuration, best kept")
     ap.add_argument("--rate", type=int, default=2000, help="events/s produced for the latency part")
     ap.add_argument("--seconds", type=float, default=40.0, help="measured seconds of the latency part")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds produced at --rate before measuring")
     ap.add_argument("--segments", type=Path, default=SEGMENTS)
     ap.add_argument("--env", action="append", default=[], metavar="PULSE_X=v",
                     help="extra environment for pulse run (latency part), e.g. PULSE_PROCESSOR_EPOCH_INTERVAL_MS=100")
@@ -395,7 +396,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["flow"] = flow(args.events, args.segments, args.rounds)
     if "latency" in parts:
         env = dict(kv.split("=", 1) for kv in args.env)
-        result["latency"] = latency(args.rate, args.seconds, args.segments, env_extra=env, patch=args.processor_patch)
+        result["latency"] = latency(args.rate, args.seconds, args.segments, env_extra=env, patch=args.processor_patch,
+                                    warm=args.warmup)
     return result
 
 
