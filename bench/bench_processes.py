@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,11 @@ from pathlib import Path
 
 from bench.bench_flow import fill_topic, kafka, progress
 from state.store import RocksStore
+from tests.integration.test_pipeline import free_port
 from tests.kafka_broker import create_topic, unique_topic
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = (("1 worker", 1, 1), ("2 workers", 2, 1), ("2 processes", 1, 2))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(name: str, workers: int, processes: int, env: dict[str, str], state_dir: Path) -> float:

@@ -252,6 +252,8 @@ MICRO = 1_000_000
 def micros(value: float) -> int:
     """``value`` in integer millionths (what a windowed sum adds)."""
     return round(value * MICRO)
+
+
 _RES: dict[int, int] = {}  # window -> resolution, for windows already checked
 
 
@@ -271,9 +273,10 @@ def read_key(key: str, window_ms: int) -> tuple[str, int]:
 
 class _Series:
     """One series' buckets at one resolution, ascending by start: parallel lists of starts
-    ``bs``, counts ``cnt`` and value sums ``sm`` (in millionths, ``MICRO``); ``cum`` holds the prefix sums of ``cnt``
-    (one longer; ``cum[i]`` minus ``cum[j]`` counts buckets ``j..i-1``), or None until the
-    next read rebuilds it; ``tot`` caches the last window total as ``(start index, total)``."""
+    ``bs``, counts ``cnt`` and value sums ``sm`` (in millionths, ``MICRO``); ``cum`` holds
+    the prefix sums of ``cnt`` (one longer; ``cum[i]`` minus ``cum[j]`` counts buckets
+    ``j..i-1``), or None until the next read rebuilds it; ``tot`` caches the last window
+    total as ``(start index, total)``."""
 
     __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed")
 
@@ -580,7 +583,8 @@ class WindowedCounters:
             out._last = {str(k): _int(ts) for k, ts in rec["last"].items()}
             for key, res, flat in rec.get("b", ()):
                 res = _int(res)
-                cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2])))) for i, b in _unpack(flat, res, 3)])
+                cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2]))))
+                                    for i, b in _unpack(flat, res, 3)])
                 out._b[(str(key), res)] = _Series([b for b, _ in cells], [c for _, (c, _) in cells],
                                                   [s for _, (_, s) in cells])
             for key, res, attr, flat in rec.get("d", ()):
