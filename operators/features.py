@@ -278,7 +278,7 @@ class _Series:
     ``j..i-1``), or None until the next read rebuilds it; ``tot`` caches the last window
     total as ``(start index, total)``."""
 
-    __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed")
+    __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed", "packed_json")
 
     def __init__(self, bs: list[int] | None = None, cnt: list[int] | None = None,
                  sm: list[int] | None = None) -> None:
@@ -288,10 +288,11 @@ class _Series:
         self.cum: list[int] | None = None if bs else [0]
         self.tot: tuple[int, float] | None = None
         self.packed: list | None = None  # the stored form's flat list, until the next change
+        self.packed_json: bytes | None = None  # and that list encoded
 
     def add(self, b: int, c: int, s: int) -> None:
         bs = self.bs
-        self.tot = self.packed = None
+        self.tot = self.packed = self.packed_json = None
         cum = self.cum
         if not bs or b > bs[-1]:
             bs.append(b)
@@ -330,13 +331,18 @@ class _Series:
             del self.bs[:i], self.cnt[:i], self.sm[:i]
             if self.cum is not None:
                 del self.cum[:i]  # differences of the remaining prefix sums are unchanged
-            self.tot = self.packed = None
+            self.tot = self.packed = self.packed_json = None
         return bool(self.bs)
 
     def pack(self, res: int) -> list:
         if self.packed is None:
             self.packed = _pack(self.bs, res, [(c, _sum(s / MICRO)) for c, s in zip(self.cnt, self.sm)])
         return self.packed.copy()
+
+    def pack_json(self, res: int) -> orjson.Fragment:
+        if self.packed_json is None:
+            self.packed_json = orjson.dumps(self.pack(res))
+        return orjson.Fragment(self.packed_json)
 
     def count_from(self, i: int) -> int:
         cum = self.cum
@@ -562,13 +568,16 @@ class WindowedCounters:
         return best
 
     # -- stored form --------------------------------------------------------------------
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self, encoded: bool = False) -> dict[str, Any]:
         """``{"v": 1, "last": {key: ts}, "b": [[key, res, [di, count, sum, ...]], ...],
         "d": [[key, res, attr, [di, [values], ...]], ...]}``, everything sorted; ``di`` is
-        the bucket index ``b // res`` minus the previous one (the first is absolute)."""
+        the bucket index ``b // res`` minus the previous one (the first is absolute).
+        ``encoded``: the bucket lists as ``orjson.Fragment`` (kept encoded until the series
+        changes; for ``orjson.dumps``)."""
         rec: dict[str, Any] = {"v": RECORD_VERSION, "last": dict(sorted(self._last.items()))}
         if self._b:
-            rec["b"] = [[k, r, ser.pack(r)] for (k, r), ser in sorted(self._b.items(), key=_first)]
+            rec["b"] = [[k, r, ser.pack_json(r) if encoded else ser.pack(r)]
+                        for (k, r), ser in sorted(self._b.items(), key=_first)]
         if self._d:
             rec["d"] = [[k, r, a, _pack(sets.bs, r, [(sorted(vs),) for vs in sets.vals])]
                         for (k, r, a), sets in sorted(self._d.items(), key=_first)]
@@ -583,10 +592,7 @@ class WindowedCounters:
             out._last = {str(k): _int(ts) for k, ts in rec["last"].items()}
             for key, res, flat in rec.get("b", ()):
                 res = _int(res)
-                cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2]))))
-                                    for i, b in _unpack(flat, res, 3)])
-                out._b[(str(key), res)] = _Series([b for b, _ in cells], [c for _, (c, _) in cells],
-                                                  [s for _, (_, s) in cells])
+                out._b[(str(key), res)] = _series(flat, res)
             for key, res, attr, flat in rec.get("d", ()):
                 res = _int(res)
                 cells = _ascending([(b, _strs(flat[i + 1])) for i, b in _unpack(flat, res, 2)])
@@ -644,6 +650,19 @@ def _pack(starts: list[int], res: int, cells: list[tuple]) -> list:
         flat.extend(cell)
         prev = b // res
     return flat
+
+
+def _series(flat: list, res: int) -> _Series:
+    """A series from its stored flat list ``[di, count, sum, ...]``. Columns of plain
+    integers with ascending starts (what ``to_record`` writes) are read column-wise;
+    anything else goes through the checked, cell-by-cell reading."""
+    if type(flat) is list and len(flat) % 3 == 0:
+        steps, cnt, sums = flat[0::3], flat[1::3], flat[2::3]
+        if (all(type(x) is int for x in steps) and all(type(x) is int for x in cnt)
+                and all(type(x) is int or type(x) is float for x in sums) and all(x > 0 for x in steps[1:])):
+            return _Series([i * res for i in accumulate(steps)], cnt, [round(x * MICRO) for x in sums])
+    cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2])))) for i, b in _unpack(flat, res, 3)])
+    return _Series([b for b, _ in cells], [c for _, (c, _) in cells], [s for _, (_, s) in cells])
 
 
 def _unpack(flat: list, res: int, stride: int) -> Iterable[tuple[int, int]]:

@@ -32,7 +32,10 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
+
+import orjson
 
 from operators.events import Event
 from operators.features import FeaturePlan, WindowedCounters
@@ -130,6 +133,11 @@ class Profile:
     # What the last applied event changed, for segment evaluation: attribute names, and
     # "trait"/"location" (not stored).
     changed: set = field(default_factory=set, init=False, repr=False, compare=False)
+    # Encoded JSON of the largest parts, reused by ``encoded()`` while unchanged: the id
+    # memory as (the dict, entries encoded, bytes) - it only grows between replacements -
+    # and the cart log (None after a cart change).
+    _seen_json: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _cart_json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def is_applied(self, source: str, offset: int) -> bool:
         last = self.positions.get(source)
@@ -196,7 +204,7 @@ class Profile:
         self.total_spend = 0.0
         self.orders = 0
         self.cart_log = {}
-        self._cart_view = None
+        self._cart_view = self._cart_json = None
         self.categories = {}
         self.purchased = {}
         self.last_device = self.last_channel = None
@@ -396,7 +404,7 @@ class Profile:
         return view
 
     def _cart_line(self, item_id: str) -> dict[str, Any]:
-        self._cart_view = None  # every cart change goes through here
+        self._cart_view = self._cart_json = None  # every cart change goes through here
         line = self.cart_log.get(item_id)
         if line is None:
             if len(self.cart_log) >= MAX_CART_LINES:
@@ -470,6 +478,9 @@ class Profile:
         return geo["lat"], geo["lon"]
 
     def to_record(self) -> dict[str, Any]:
+        return self._record(False)
+
+    def _record(self, encoded: bool) -> dict[str, Any]:
         return {
             "v": RECORD_VERSION,
             "id": self.profile_id,
@@ -490,7 +501,7 @@ class Profile:
             "merged_from": self.merged_from,
             "purchased": self.purchased,
             "traits": self.traits,
-            "counters": self.counters.to_record(),
+            "counters": self.counters.to_record(encoded),
             "segments": self.segments,
             "clock_ms": self.clock_ms,
             "next_check_ms": self.next_check_ms,
@@ -504,6 +515,35 @@ class Profile:
             "recent": self.recent,
             "price_taste": self.price_taste,
         }
+
+    def encoded(self) -> bytes:
+        """``orjson.dumps(self.to_record())``, reusing the encoding of the id memory, the
+        cart log and the counters' series where they did not change since the previous
+        call: a heavy profile (a thousand ids, a hundred cart lines, 60 KB) is re-encoded
+        on every event it gets, and those parts were two thirds of its encoding time."""
+        rec = self._record(True)
+        rec["seen"] = orjson.Fragment(self._encoded_seen())
+        if self._cart_json is None:
+            self._cart_json = orjson.dumps(self.cart_log)
+        rec["cart_log"] = orjson.Fragment(self._cart_json)
+        return orjson.dumps(rec)
+
+    def _encoded_seen(self) -> bytes:
+        # ``seen`` changes only by new ids appended at its end (``_remember``, ``absorb``)
+        # or by being replaced (prune, clear, load): the ids after the ones encoded last
+        # time are encoded and spliced into the same JSON object.
+        seen = self.seen
+        cached = self._seen_json
+        if cached is not None and cached[0] is seen and cached[1] <= len(seen):
+            _, n, raw = cached
+            if n == len(seen):
+                return raw
+            tail = orjson.dumps(dict(islice(seen.items(), n, None)))
+            raw = tail if n == 0 else raw[:-1] + b"," + tail[1:]
+        else:
+            raw = orjson.dumps(seen)
+        self._seen_json = (seen, len(seen), raw)
+        return raw
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> Profile:

@@ -13,7 +13,7 @@ class StateCodecError(ValueError):
 
 
 def encode_profile(profile: Profile) -> bytes:
-    return orjson.dumps(profile.to_record())
+    return profile.encoded()
 
 
 def decode_profile(raw: bytes) -> Profile:

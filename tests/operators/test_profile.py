@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import orjson
 
 from operators.events import parse_event
+from operators.features import FeaturePlan, SeriesSpec
 from operators.profile import (APPLIED, DUPLICATE, MAX_CART_LINES, MAX_CATEGORIES, REPLAYED, SUPPRESSED,
                                Policy, Profile)
 
@@ -177,3 +180,39 @@ def test_categories_and_cart_are_bounded():
 def test_record_round_trip():
     p = apply_all(Profile("u1"), [event(0, "add_to_cart", item_id="a", price=3, context={"geo": {"lat": 1, "lon": 2}})])
     assert Profile.from_record(orjson.loads(orjson.dumps(p.to_record()))) == p
+
+
+def test_encoded_equals_the_plain_encoding_through_appends_prunes_merges_and_cart_changes():
+    """``encoded()`` reuses the previous encoding of the id memory, the cart log and the
+    counters' series; whatever happened in between, it must be what ``to_record()`` holds."""
+    rng = random.Random(5)
+    plan = FeaturePlan([(SeriesSpec("add_to_cart"), 10_000, None), (SeriesSpec("page_view"), 5_000, "item_id")])
+    policy = Policy(dedupe_max=40, plan=plan)
+
+    def ev(i, etype, **fields):  # 37 ms apart: windows of seconds see buckets come and go
+        return event(i, etype, timestamp=T0 + 37 * i, **fields)
+
+    p = Profile("u1")
+    for i in range(760):
+        kind = rng.random()
+        if i >= 700:
+            fields = {"consent": {"analytics": True}} if i == 700 else {"item_id": f"i{i % 9}", "price": 3}
+            p.apply(ev(i, "consent_update" if i == 700 else rng.choice(("page_view", "add_to_cart")), **fields),
+                    "events/0", i, policy)
+        elif kind < 0.03:
+            other = Profile(f"o{i}")
+            for j in range(rng.randint(0, 5)):
+                other.apply(ev(10_000 + i * 10 + j, "add_to_cart", item_id=f"i{j}", price=2), "events/1", i * 10 + j,
+                            policy)
+            p.absorb(other, policy)
+        elif kind < 0.05:
+            p.apply(ev(i, "consent_update", consent={"analytics": rng.random() < 0.5}), "events/0", i, policy)
+        else:
+            etype = rng.choice(("page_view", "add_to_cart", "remove_from_cart", "purchase"))
+            p.apply(ev(i, etype, item_id=f"i{rng.randint(0, 8)}", price=3), "events/0", i, policy)
+        if rng.random() < 0.3:
+            p.compact(policy)
+        if rng.random() < 0.5 or i >= 700:
+            assert orjson.loads(p.encoded()) == orjson.loads(orjson.dumps(p.to_record())), i
+    assert len(p.seen) > 10 and p.cart and p.counters.count("add_to_cart", 10_000, T0 + 37 * 760) > 0
+    assert Profile.from_record(orjson.loads(p.encoded())) == p
