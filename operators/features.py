@@ -49,7 +49,8 @@ import hashlib
 import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import mul
 from typing import Any, Iterable
 
 import orjson
@@ -652,15 +653,20 @@ def _pack(starts: list[int], res: int, cells: list[tuple]) -> list:
     return flat
 
 
+_INT = frozenset((int,))
+_NUMBER = frozenset((int, float))
+
+
 def _series(flat: list, res: int) -> _Series:
     """A series from its stored flat list ``[di, count, sum, ...]``. Columns of plain
     integers with ascending starts (what ``to_record`` writes) are read column-wise;
     anything else goes through the checked, cell-by-cell reading."""
     if type(flat) is list and len(flat) % 3 == 0:
         steps, cnt, sums = flat[0::3], flat[1::3], flat[2::3]
-        if (all(type(x) is int for x in steps) and all(type(x) is int for x in cnt)
-                and all(type(x) is int or type(x) is float for x in sums) and all(x > 0 for x in steps[1:])):
-            return _Series([i * res for i in accumulate(steps)], cnt, [round(x * MICRO) for x in sums])
+        if (set(map(type, steps)) | set(map(type, cnt)) <= _INT and set(map(type, sums)) <= _NUMBER
+                and min(steps[1:], default=1) > 0):
+            return _Series(list(map(res.__mul__, accumulate(steps))), cnt,
+                           list(map(round, map(mul, sums, repeat(MICRO)))))
     cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2])))) for i, b in _unpack(flat, res, 3)])
     return _Series([b for b, _ in cells], [c for _, (c, _) in cells], [s for _, (_, s) in cells])
 
