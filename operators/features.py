@@ -277,9 +277,13 @@ class _Series:
     ``bs``, counts ``cnt`` and value sums ``sm`` (in millionths, ``MICRO``); ``cum`` holds
     the prefix sums of ``cnt`` (one longer; ``cum[i]`` minus ``cum[j]`` counts buckets
     ``j..i-1``), or None until the next read rebuilds it; ``tot`` caches the last window
-    total as ``(start index, total)``."""
+    total as ``(start index, total)``. ``packed`` is the stored form's flat list at
+    resolution ``res`` (None until first needed): kept up to date as buckets are added at
+    the end and dropped from the start, so a heavy profile's busiest series (a thousand
+    one-second buckets) is not re-packed on every event; ``packed_json`` is it encoded,
+    until the next change."""
 
-    __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed", "packed_json")
+    __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed", "packed_json", "res")
 
     def __init__(self, bs: list[int] | None = None, cnt: list[int] | None = None,
                  sm: list[int] | None = None) -> None:
@@ -288,14 +292,19 @@ class _Series:
         self.sm: list[int] = sm if sm is not None else []
         self.cum: list[int] | None = None if bs else [0]
         self.tot: tuple[int, float] | None = None
-        self.packed: list | None = None  # the stored form's flat list, until the next change
-        self.packed_json: bytes | None = None  # and that list encoded
+        self.packed: list | None = None
+        self.packed_json: bytes | None = None
+        self.res = 0
 
     def add(self, b: int, c: int, s: int) -> None:
         bs = self.bs
-        self.tot = self.packed = self.packed_json = None
+        self.tot = self.packed_json = None
         cum = self.cum
+        packed = self.packed
         if not bs or b > bs[-1]:
+            if packed is not None:
+                res = self.res
+                packed += (b // res - (bs[-1] // res if bs else 0), c, _sum(s / MICRO))
             bs.append(b)
             self.cnt.append(c)
             self.sm.append(s)
@@ -305,9 +314,12 @@ class _Series:
         if b == bs[-1]:
             self.cnt[-1] += c
             self.sm[-1] += s
+            if packed is not None:
+                packed[-2:] = self.cnt[-1], _sum(self.sm[-1] / MICRO)
             if cum is not None:
                 cum[-1] += c
             return
+        self.packed = None  # an earlier bucket (a late event): packed again when next needed
         j = bisect_left(bs, b)  # < len(bs): b < bs[-1]
         if bs[j] == b:
             self.cnt[j] += c
@@ -332,17 +344,27 @@ class _Series:
             del self.bs[:i], self.cnt[:i], self.sm[:i]
             if self.cum is not None:
                 del self.cum[:i]  # differences of the remaining prefix sums are unchanged
-            self.tot = self.packed = self.packed_json = None
+            self.tot = self.packed_json = None
+            packed = self.packed
+            if packed is not None:
+                del packed[:3 * i]
+                if packed:
+                    packed[0] = self.bs[0] // self.res  # the first index is absolute
         return bool(self.bs)
 
-    def pack(self, res: int) -> list:
-        if self.packed is None:
+    def _packed(self, res: int) -> list:
+        if self.packed is None or self.res != res:
             self.packed = _pack(self.bs, res, [(c, _sum(s / MICRO)) for c, s in zip(self.cnt, self.sm)])
-        return self.packed.copy()
+            self.res = res
+            self.packed_json = None
+        return self.packed
+
+    def pack(self, res: int) -> list:
+        return self._packed(res).copy()
 
     def pack_json(self, res: int) -> orjson.Fragment:
-        if self.packed_json is None:
-            self.packed_json = orjson.dumps(self.pack(res))
+        if self.packed_json is None or self.res != res:
+            self.packed_json = orjson.dumps(self._packed(res))
         return orjson.Fragment(self.packed_json)
 
     def count_from(self, i: int) -> int:
@@ -665,8 +687,10 @@ def _series(flat: list, res: int) -> _Series:
         steps, cnt, sums = flat[0::3], flat[1::3], flat[2::3]
         if (set(map(type, steps)) | set(map(type, cnt)) <= _INT and set(map(type, sums)) <= _NUMBER
                 and min(steps[1:], default=1) > 0):
-            return _Series(list(map(res.__mul__, accumulate(steps))), cnt,
-                           list(map(round, map(mul, sums, repeat(MICRO)))))
+            series = _Series(list(map(res.__mul__, accumulate(steps))), cnt,
+                             list(map(round, map(mul, sums, repeat(MICRO)))))
+            series.packed, series.res = flat.copy(), res  # already the stored form
+            return series
     cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2])))) for i, b in _unpack(flat, res, 3)])
     return _Series([b for b, _ in cells], [c for _, (c, _) in cells], [s for _, (_, s) in cells])
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from operators.events import parse_event
 from operators.features import (DAY_MS, HOUR_MS, MAX_DISTINCT_PER_BUCKET, MAX_WINDOW_MS, MINUTE_MS,
-                                FeaturePlan, FeatureRecordError, SeriesSpec, WindowedCounters, resolution_ms)
+                                MICRO, FeaturePlan, FeatureRecordError, SeriesSpec, WindowedCounters, _pack, _sum,
+                                resolution_ms)
 
 T0 = 1_795_798_800_000  # a whole hour (so a whole minute and second too)
 
@@ -385,3 +386,27 @@ def test_a_hand_made_record_out_of_order_reads_like_a_mapping():
     assert c.count("search", HOUR_MS, T0 + 5_000) == 4
     assert c.next_change("search", HOUR_MS, T0 + 5_000) == T0 + HOUR_MS
     assert c.to_record()["b"] == [["search", 1000, [T0 // 1000, 3, 3, 5, 1, 1]]]
+
+
+@given(st.lists(event_st, min_size=1, max_size=40), st.data())
+def test_the_stored_form_kept_up_to_date_equals_one_packed_afresh(events, data):
+    # A series keeps its stored form current as buckets are added at its end and dropped
+    # from its start (and re-packs after anything else): interleave events, prunes at
+    # instants that drop some of a series' buckets, encodings and decodings, then compare
+    # with packing the buckets from scratch.
+    if data.draw(st.booleans()):  # in event-time order, as live events mostly come
+        events = sorted(events, key=lambda e: e.ts_ms)
+    later = st.sampled_from([0, 7_000, HOUR_MS, HOUR_MS + 5_000, 2 * HOUR_MS, 60 * HOUR_MS + 9 * HOUR_MS])
+    c = WindowedCounters()
+    for e in events:
+        c.observe(e, PLAN)
+        if data.draw(st.booleans()):
+            c.prune(PLAN, e.ts_ms + data.draw(later))
+        if data.draw(st.booleans()):
+            orjson.dumps(c.to_record(encoded=True))
+        if data.draw(st.booleans()):
+            c = WindowedCounters.from_record(orjson.loads(orjson.dumps(c.to_record(encoded=True))))
+    fresh = {(k, r): _pack(ser.bs, r, [(n, _sum(sm / MICRO)) for n, sm in zip(ser.cnt, ser.sm)])
+             for (k, r), ser in c._b.items()}
+    assert {(k, r): flat for k, r, flat in c.to_record().get("b", [])} == fresh
+    assert orjson.loads(orjson.dumps(c.to_record(encoded=True))) == orjson.loads(orjson.dumps(c.to_record()))
