@@ -248,6 +248,7 @@ _CUM_PATCH = 64  # a middle insert patches at most this many prefix sums, else t
 # added in (a person's events read from two partitions interleave differently per run, and
 # a float sum then differed in its last bit). Values are rounded to a millionth.
 MICRO = 1_000_000
+KEEP_PACKED = 64  # buckets from which a series keeps its stored form (``_Series``)
 
 
 def micros(value: float) -> int:
@@ -281,7 +282,9 @@ class _Series:
     resolution ``res`` (None until first needed): kept up to date as buckets are added at
     the end and dropped from the start, so a heavy profile's busiest series (a thousand
     one-second buckets) is not re-packed on every event; ``packed_json`` is it encoded,
-    until the next change."""
+    until the next change. Only series of ``KEEP_PACKED`` buckets or more keep either:
+    re-packing a short one costs little, and keeping it would cost memory in every
+    cached profile."""
 
     __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed", "packed_json", "res")
 
@@ -347,25 +350,32 @@ class _Series:
             self.tot = self.packed_json = None
             packed = self.packed
             if packed is not None:
-                del packed[:3 * i]
-                if packed:
+                if len(self.bs) < KEEP_PACKED:
+                    self.packed = None
+                else:
+                    del packed[:3 * i]
                     packed[0] = self.bs[0] // self.res  # the first index is absolute
         return bool(self.bs)
 
     def _packed(self, res: int) -> list:
-        if self.packed is None or self.res != res:
-            self.packed = _pack(self.bs, res, [(c, _sum(s / MICRO)) for c, s in zip(self.cnt, self.sm)])
-            self.res = res
-            self.packed_json = None
-        return self.packed
+        if self.packed is not None and self.res == res:
+            return self.packed
+        packed = _pack(self.bs, res, [(c, _sum(s / MICRO)) for c, s in zip(self.cnt, self.sm)])
+        self.packed_json = None
+        if len(self.bs) >= KEEP_PACKED:
+            self.packed, self.res = packed, res
+        return packed
 
     def pack(self, res: int) -> list:
         return self._packed(res).copy()
 
     def pack_json(self, res: int) -> orjson.Fragment:
-        if self.packed_json is None or self.res != res:
-            self.packed_json = orjson.dumps(self._packed(res))
-        return orjson.Fragment(self.packed_json)
+        raw = self.packed_json
+        if raw is None or self.res != res:
+            raw = orjson.dumps(self._packed(res))
+            if self.packed is not None:
+                self.packed_json = raw = exact_bytes(raw)
+        return orjson.Fragment(raw)
 
     def count_from(self, i: int) -> int:
         cum = self.cum
@@ -675,6 +685,12 @@ def _pack(starts: list[int], res: int, cells: list[tuple]) -> list:
     return flat
 
 
+def exact_bytes(raw: bytes) -> bytes:
+    """A copy of ``raw`` in an allocation of its own size: what ``orjson.dumps`` returns
+    sits in a buffer of at least 4 KB, too much to keep for a short value."""
+    return memoryview(raw).tobytes()
+
+
 _INT = frozenset((int,))
 _NUMBER = frozenset((int, float))
 
@@ -689,7 +705,8 @@ def _series(flat: list, res: int) -> _Series:
                 and min(steps[1:], default=1) > 0):
             series = _Series(list(map(res.__mul__, accumulate(steps))), cnt,
                              list(map(round, map(mul, sums, repeat(MICRO)))))
-            series.packed, series.res = flat.copy(), res  # already the stored form
+            if len(cnt) >= KEEP_PACKED:
+                series.packed, series.res = flat.copy(), res  # already the stored form
             return series
     cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2])))) for i, b in _unpack(flat, res, 3)])
     return _Series([b for b, _ in cells], [c for _, (c, _) in cells], [s for _, (_, s) in cells])

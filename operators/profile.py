@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from operators.events import Event
-from operators.features import FeaturePlan, WindowedCounters
+from operators.features import FeaturePlan, WindowedCounters, exact_bytes
 
 RECORD_VERSION = 4
 READABLE_VERSIONS = (3, 4)  # v3 lacks the model fields below; they start empty
@@ -49,6 +49,7 @@ MAX_MERGED_FROM = 50
 MAX_PURCHASED = 200
 MAX_BRANDS = 50
 MAX_RECENT = 20
+KEEP_JSON = 1024  # see Profile._seen_json
 PRICE_TASTE_SCALE = 1_000_000  # price_taste keeps ln(price) in millionths
 
 _PRODUCT_TYPES = frozenset(("product_view", "add_to_cart", "purchase"))
@@ -135,7 +136,7 @@ class Profile:
     changed: set = field(default_factory=set, init=False, repr=False, compare=False)
     # Encoded JSON of the largest parts, reused by ``encoded()`` while unchanged: the id
     # memory as (the dict, entries encoded, bytes) - it only grows between replacements -
-    # and the cart log (None after a cart change).
+    # and the cart log (None after a cart change). Kept from ``KEEP_JSON`` bytes on.
     _seen_json: tuple | None = field(default=None, init=False, repr=False, compare=False)
     _cart_json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -523,9 +524,12 @@ class Profile:
         on every event it gets, and those parts were two thirds of its encoding time."""
         rec = self._record(True)
         rec["seen"] = orjson.Fragment(self._encoded_seen())
-        if self._cart_json is None:
-            self._cart_json = orjson.dumps(self.cart_log)
-        rec["cart_log"] = orjson.Fragment(self._cart_json)
+        cart = self._cart_json
+        if cart is None:
+            cart = orjson.dumps(self.cart_log)
+            if len(cart) >= KEEP_JSON:
+                self._cart_json = cart = exact_bytes(cart)
+        rec["cart_log"] = orjson.Fragment(cart)
         return orjson.dumps(rec)
 
     def _encoded_seen(self) -> bytes:
@@ -542,7 +546,8 @@ class Profile:
             raw = tail if n == 0 else raw[:-1] + b"," + tail[1:]
         else:
             raw = orjson.dumps(seen)
-        self._seen_json = (seen, len(seen), raw)
+        if len(raw) >= KEEP_JSON:
+            self._seen_json = (seen, len(seen), exact_bytes(raw))
         return raw
 
     @classmethod

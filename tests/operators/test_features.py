@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from operators import features
 from operators.events import parse_event
 from operators.features import (DAY_MS, HOUR_MS, MAX_DISTINCT_PER_BUCKET, MAX_WINDOW_MS, MINUTE_MS,
                                 MICRO, FeaturePlan, FeatureRecordError, SeriesSpec, WindowedCounters, _pack, _sum,
@@ -397,6 +400,11 @@ def test_the_stored_form_kept_up_to_date_equals_one_packed_afresh(events, data):
     if data.draw(st.booleans()):  # in event-time order, as live events mostly come
         events = sorted(events, key=lambda e: e.ts_ms)
     later = st.sampled_from([0, 7_000, HOUR_MS, HOUR_MS + 5_000, 2 * HOUR_MS, 60 * HOUR_MS + 9 * HOUR_MS])
+    with mock.patch.object(features, "KEEP_PACKED", data.draw(st.sampled_from([1, 3, 64]))):
+        _interleave(events, later, data)
+
+
+def _interleave(events, later, data):
     c = WindowedCounters()
     for e in events:
         c.observe(e, PLAN)
