@@ -13,18 +13,22 @@ throughput, watching latency and memory.
    from users never seen (a new profile is cheaper than reloading an evicted one): in
    process, ~265 us per event over the first 20,000 events, ~530 us at 340,000, 650-750
    us from 500,000 on. Hence a backlog of a million events by default.
-2. Maximum: live events are offered faster than they can be applied (4,000/s) for 60 s;
-   the rate at which the processor applies them over the last 40 s is the maximum —
-   measured while the producer and the broker load the machine as they do during the
-   soak. The backlog this leaves is then applied.
+2. Maximum: live events are offered faster than they can be applied (``--offer``,
+   4,000/s) for ``--probe`` seconds (60); the rate at which the processor applies them
+   over the last two thirds is the maximum — measured while the producer and the broker
+   load the machine (a little more than they do during the soak). The backlog this leaves
+   is then applied. A longer probe measures the maximum on older state: the cost per
+   event keeps rising for a while (on 2026-12-05, 60 s measured 1,723 events/s where
+   ~1,200-1,350 held as the state aged).
 3. Soak: the same process then gets current events at ``--share`` of that rate for
    ``--minutes``. Every ``--sample`` seconds: the process's RSS (``/proc/<pid>/status``),
    events applied, and the ingest -> store latency p50/p99 over the last window (from the
    processor's own histogram, ``pulse_processing_latency_seconds{clock="ingest"}``).
 
 Reported: the windows, and the verdicts the issue asks for — RSS growth after warm-up
-(the first ``--warmup`` minutes) under 10%, and latency p99 steady (the last third's
-median of window p99s within 2x of the first third's after warm-up). The broker is the
+(the first ``--warmup`` minutes) under 10%, latency p99 steady (the last third's median
+of window p99s within 2x of the first third's after warm-up), and whether the processor
+kept up (applied at least 95% of the rate after warm-up; 0.2% of the events are invalid). The broker is the
 test broker (or ``PULSE_TEST_KAFKA_BOOTSTRAP``).
 """
 
@@ -115,7 +119,7 @@ def _window_quantiles(before, after) -> tuple[float | None, float | None]:
 
 
 def run(minutes: float, share: float, users: int, burst: int, sample_s: float, warmup_min: float,
-        probe_s: float = 60.0) -> dict:
+        probe_s: float = 60.0, offer: float = 4000.0) -> dict:
     from confluent_kafka import Producer
 
     from tests.integration.test_pipeline import free_port
@@ -148,10 +152,8 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                 time.sleep(0.5)
             # 2. the maximum: live events offered faster than they can be applied, so the
             # processor runs flat out while the producer and the broker load the machine
-            # as they do during the soak; measured over the last two thirds of ``probe_s``
-            # (a longer probe lets the per-event cost rise as the state ages, as it does
-            # during the soak: on 2026-12-05, 60 s measured 1,723 events/s where ~1,200-1,350 held).
-            offered = Paced(producer, topic, gen, 4000.0)
+            # as they do during the soak; measured over the last two thirds of ``probe_s``.
+            offered = Paced(producer, topic, gen, offer)
             offered.start()
             time.sleep(probe_s / 3)
             before, t_before = _out(url), time.monotonic()
@@ -165,6 +167,9 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                 time.sleep(0.5)
             if maximum < 1.0:
                 raise RuntimeError(f"the processor applied {maximum:.1f} events/s while its maximum was measured")
+            if maximum > 0.9 * offer:
+                raise RuntimeError(f"the processor applied {maximum:,.0f} events/s of the {offer:,.0f}/s offered: "
+                                   "not a maximum; offer more (--offer)")
             rate = share * maximum
             print(f"maximum {maximum:,.0f} events/s (offered {offered.sent / probe_s:,.0f}/s); soaking at {rate:,.0f} "
                   f"events/s for {minutes} min", flush=True)
@@ -208,7 +213,9 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
     p99s = lambda ws: sorted(w["ingest_p99_s"] for w in ws if w["ingest_p99_s"] is not None)  # noqa: E731
     first, last = p99s(steady[:third]), p99s(steady[-third:])
     med = lambda xs: xs[len(xs) // 2] if xs else None  # noqa: E731
+    applied = sum(w["events_per_s"] for w in steady) / len(steady)
     return {"maximum_events_per_s": maximum, "rate": rate, "minutes": minutes, "windows": windows,
+            "applied_per_s_after_warmup": applied,
             "rss_after_warmup_mb": rss_start, "rss_end_mb": rss_end,
             "rss_growth": (rss_end - rss_start) / rss_start,
             "p99_first_third_s": med(first), "p99_last_third_s": med(last)}
@@ -224,16 +231,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=5.0, help="minutes of warm-up left out of the verdicts")
     ap.add_argument("--probe", type=float, default=60.0,
                     help="seconds of the maximum's probe (measured over its last two thirds)")
+    ap.add_argument("--offer", type=float, default=4000.0,
+                    help="events/s offered during the probe (must exceed the maximum; what is not applied "
+                         "is drained before the soak)")
     args = ap.parse_args(argv)
     # Stop cleanly (the processor and the broker too) on SIGTERM, and on SIGINT even when
     # started in the background, where the shell ignores it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit("soak: terminated"))
-    r = run(args.minutes, args.share, args.users, args.burst, args.sample, args.warmup, args.probe)
+    r = run(args.minutes, args.share, args.users, args.burst, args.sample, args.warmup, args.probe, args.offer)
     growth_ok = r["rss_growth"] < 0.10
     p99_ok = (r["p99_first_third_s"] is not None and r["p99_last_third_s"] is not None
               and r["p99_last_third_s"] <= 2 * max(r["p99_first_third_s"], 0.01))
+    kept_up = r["applied_per_s_after_warmup"] >= 0.95 * r["rate"]  # 0.2% of the events are invalid
     print(f"\nmaximum {r['maximum_events_per_s']:,.0f} events/s; soaked {r['minutes']} min at {r['rate']:,.0f}/s")
+    print(f"applied after warm-up {r['applied_per_s_after_warmup']:,.0f}/s "
+          f"({'kept up' if kept_up else 'fell BEHIND'})")
     print(f"RSS after warm-up {r['rss_after_warmup_mb']:.0f} MB -> end {r['rss_end_mb']:.0f} MB "
           f"({100 * r['rss_growth']:+.1f}%; target < +10%: {'met' if growth_ok else 'NOT met'})")
     print(f"ingest->store p99 (median of windows): first third {r['p99_first_third_s']} s, last third "
