@@ -282,7 +282,8 @@ class _Series:
     resolution ``res`` (None until first needed): kept up to date as buckets are added at
     the end and dropped from the start, so a heavy profile's busiest series (a thousand
     one-second buckets) is not re-packed on every event; ``packed_json`` is it encoded,
-    until the next change. Only series of ``KEEP_PACKED`` buckets or more keep either:
+    until the next change (an event changes a few of a profile's series; the others are
+    not packed again). Only series of ``KEEP_PACKED`` buckets or more keep the list:
     re-packing a short one costs little, and keeping it would cost memory in every
     cached profile."""
 
@@ -372,9 +373,8 @@ class _Series:
     def pack_json(self, res: int) -> orjson.Fragment:
         raw = self.packed_json
         if raw is None or self.res != res:
-            raw = orjson.dumps(self._packed(res))
-            if self.packed is not None:
-                self.packed_json = raw = exact_bytes(raw)
+            raw = self.packed_json = exact_bytes(orjson.dumps(self._packed(res)))
+            self.res = res
         return orjson.Fragment(raw)
 
     def count_from(self, i: int) -> int:

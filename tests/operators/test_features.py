@@ -405,16 +405,30 @@ def test_the_stored_form_kept_up_to_date_equals_one_packed_afresh(events, data):
 
 
 def _interleave(events, later, data):
+    def check(c):
+        fresh = {(k, r): _pack(ser.bs, r, [(n, _sum(sm / MICRO)) for n, sm in zip(ser.cnt, ser.sm)])
+                 for (k, r), ser in c._b.items()}
+        assert {(k, r): flat for k, r, flat in c.to_record().get("b", [])} == fresh
+        assert orjson.loads(orjson.dumps(c.to_record(encoded=True))) == orjson.loads(orjson.dumps(c.to_record()))
+
     c = WindowedCounters()
     for e in events:
         c.observe(e, PLAN)
         if data.draw(st.booleans()):
             c.prune(PLAN, e.ts_ms + data.draw(later))
         if data.draw(st.booleans()):
-            orjson.dumps(c.to_record(encoded=True))
+            check(c)
         if data.draw(st.booleans()):
             c = WindowedCounters.from_record(orjson.loads(orjson.dumps(c.to_record(encoded=True))))
-    fresh = {(k, r): _pack(ser.bs, r, [(n, _sum(sm / MICRO)) for n, sm in zip(ser.cnt, ser.sm)])
-             for (k, r), ser in c._b.items()}
-    assert {(k, r): flat for k, r, flat in c.to_record().get("b", [])} == fresh
-    assert orjson.loads(orjson.dumps(c.to_record(encoded=True))) == orjson.loads(orjson.dumps(c.to_record()))
+    check(c)
+
+
+def test_dropping_a_series_first_buckets_updates_its_kept_stored_form():
+    for keep in (1, 64):  # the packed list kept and updated in place, or only its JSON
+        with mock.patch.object(features, "KEEP_PACKED", keep):
+            c = observed(PLAN, [ev("page_view", T0 + i * 2_000) for i in range(3)])
+            before = orjson.loads(orjson.dumps(c.to_record(encoded=True)))
+            c.prune(PLAN, T0 + HOUR_MS + 3_000)  # drops the buckets at T0 and T0 + 2 s of the 1 s series
+            after = orjson.loads(orjson.dumps(c.to_record(encoded=True)))
+            assert after == orjson.loads(orjson.dumps(c.to_record())) != before
+            assert ["any", 1000, [(T0 + 4_000) // 1000, 1, 0]] in after["b"]
