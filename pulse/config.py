@@ -47,7 +47,7 @@ class KafkaConfig:
 class StateConfig:
     dir: str = "./pulse-data"
     cache_profiles: int = 100_000  # profiles (and 2x identity links) kept in processor memory
-    cache_mb: int = 1024  # estimated memory of the profiles kept in processor memory
+    cache_mb: int = 2048  # estimated memory of the profiles kept in processor memory
 
 
 @dataclass(frozen=True)
