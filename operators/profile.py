@@ -543,11 +543,13 @@ class Profile:
             if n == len(seen):
                 return raw
             tail = orjson.dumps(dict(islice(seen.items(), n, None)))
-            raw = tail if n == 0 else raw[:-1] + b"," + tail[1:]
+            raw = tail if n == 0 else raw[:-1] + b"," + tail[1:]  # bytes of their own size
         else:
             raw = orjson.dumps(seen)
-        if len(raw) >= KEEP_JSON:
-            self._seen_json = (seen, len(seen), exact_bytes(raw))
+            if len(raw) < KEEP_JSON:
+                return raw
+            raw = exact_bytes(raw)
+        self._seen_json = (seen, len(seen), raw)
         return raw
 
     @classmethod
