@@ -28,8 +28,8 @@ throughput, watching latency and memory.
 Reported: the windows, and the verdicts the issue asks for — RSS growth after warm-up
 (the first ``--warmup`` minutes) under 10%, latency p99 steady (the last third's median
 of window p99s within 2x of the first third's after warm-up), and whether the processor
-kept up (applied at least 95% of the rate after warm-up; 0.2% of the events are invalid). The broker is the
-test broker (or ``PULSE_TEST_KAFKA_BOOTSTRAP``).
+kept up (applied at least 95% of the rate after warm-up; 0.2% of the events are
+invalid). The broker is the test broker (or ``PULSE_TEST_KAFKA_BOOTSTRAP``).
 """
 
 from __future__ import annotations

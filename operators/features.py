@@ -256,6 +256,11 @@ def micros(value: float) -> int:
     return round(value * MICRO)
 
 
+def _stored_sum(s: int) -> float | int:
+    """A bucket's sum (millionths) as the stored form writes it."""
+    return _sum(s / MICRO)
+
+
 _RES: dict[int, int] = {}  # window -> resolution, for windows already checked
 
 
@@ -278,8 +283,8 @@ class _Series:
     ``bs``, counts ``cnt`` and value sums ``sm`` (in millionths, ``MICRO``); ``cum`` holds
     the prefix sums of ``cnt`` (one longer; ``cum[i]`` minus ``cum[j]`` counts buckets
     ``j..i-1``), or None until the next read rebuilds it; ``tot`` caches the last window
-    total as ``(start index, total)``. ``packed`` is the stored form's flat list at
-    resolution ``res`` (None until first needed): kept up to date as buckets are added at
+    total as ``(start index, total)``. ``res`` is the series' resolution (part of its
+    key). ``packed`` is the stored form's flat list (None until first needed): kept up to date as buckets are added at
     the end and dropped from the start, so a heavy profile's busiest series (a thousand
     one-second buckets) is not re-packed on every event; ``packed_json`` is it encoded,
     until the next change (an event changes a few of a profile's series; the others are
@@ -289,8 +294,9 @@ class _Series:
 
     __slots__ = ("bs", "cnt", "sm", "cum", "tot", "packed", "packed_json", "res")
 
-    def __init__(self, bs: list[int] | None = None, cnt: list[int] | None = None,
+    def __init__(self, res: int, bs: list[int] | None = None, cnt: list[int] | None = None,
                  sm: list[int] | None = None) -> None:
+        self.res = res
         self.bs: list[int] = bs if bs is not None else []
         self.cnt: list[int] = cnt if cnt is not None else []
         self.sm: list[int] = sm if sm is not None else []
@@ -298,7 +304,6 @@ class _Series:
         self.tot: tuple[int, float] | None = None
         self.packed: list | None = None
         self.packed_json: bytes | None = None
-        self.res = 0
 
     def add(self, b: int, c: int, s: int) -> None:
         bs = self.bs
@@ -308,7 +313,7 @@ class _Series:
         if not bs or b > bs[-1]:
             if packed is not None:
                 res = self.res
-                packed += (b // res - (bs[-1] // res if bs else 0), c, _sum(s / MICRO))
+                packed += (b // res - (bs[-1] // res if bs else 0), c, _stored_sum(s))
             bs.append(b)
             self.cnt.append(c)
             self.sm.append(s)
@@ -319,7 +324,7 @@ class _Series:
             self.cnt[-1] += c
             self.sm[-1] += s
             if packed is not None:
-                packed[-2:] = self.cnt[-1], _sum(self.sm[-1] / MICRO)
+                packed[-2:] = self.cnt[-1], _stored_sum(self.sm[-1])
             if cum is not None:
                 cum[-1] += c
             return
@@ -358,24 +363,21 @@ class _Series:
                     packed[0] = self.bs[0] // self.res  # the first index is absolute
         return bool(self.bs)
 
-    def _packed(self, res: int) -> list:
-        if self.packed is not None and self.res == res:
+    def _packed(self) -> list:
+        if self.packed is not None:
             return self.packed
-        packed = _pack(self.bs, res, [(c, _sum(s / MICRO)) for c, s in zip(self.cnt, self.sm)])
-        self.packed_json = None
+        packed = _pack(self.bs, self.res, [(c, _stored_sum(s)) for c, s in zip(self.cnt, self.sm)])
         if len(self.bs) >= KEEP_PACKED:
-            self.packed, self.res = packed, res
+            self.packed = packed
         return packed
 
-    def pack(self, res: int) -> list:
-        return self._packed(res).copy()
+    def pack(self) -> list:
+        return self._packed().copy()
 
-    def pack_json(self, res: int) -> orjson.Fragment:
-        raw = self.packed_json
-        if raw is None or self.res != res:
-            raw = self.packed_json = exact_bytes(orjson.dumps(self._packed(res)))
-            self.res = res
-        return orjson.Fragment(raw)
+    def pack_json(self) -> orjson.Fragment:
+        if self.packed_json is None:
+            self.packed_json = exact_bytes(orjson.dumps(self._packed()))
+        return orjson.Fragment(self.packed_json)
 
     def count_from(self, i: int) -> int:
         cum = self.cum
@@ -483,7 +485,7 @@ class WindowedCounters:
                 b = ts - ts % res
                 series = self._b.get(bkey)
                 if series is None:
-                    series = self._b[bkey] = _Series()
+                    series = self._b[bkey] = _Series(res)
                 series.add(b, 1, amount)
                 for dkey, attr in dkeys:
                     for line in lines:
@@ -520,7 +522,7 @@ class WindowedCounters:
         for bkey, theirs in other._b.items():
             into = self._b.get(bkey)
             if into is None:
-                into = self._b[bkey] = _Series()
+                into = self._b[bkey] = _Series(bkey[1])
             for b, c, s in zip(theirs.bs, theirs.cnt, theirs.sm):
                 into.add(b, c, s)
         for dkey, theirs in other._d.items():
@@ -609,7 +611,7 @@ class WindowedCounters:
         changes; for ``orjson.dumps``)."""
         rec: dict[str, Any] = {"v": RECORD_VERSION, "last": dict(sorted(self._last.items()))}
         if self._b:
-            rec["b"] = [[k, r, ser.pack_json(r) if encoded else ser.pack(r)]
+            rec["b"] = [[k, r, ser.pack_json() if encoded else ser.pack()]
                         for (k, r), ser in sorted(self._b.items(), key=_first)]
         if self._d:
             rec["d"] = [[k, r, a, _pack(sets.bs, r, [(sorted(vs),) for vs in sets.vals])]
@@ -703,13 +705,13 @@ def _series(flat: list, res: int) -> _Series:
         steps, cnt, sums = flat[0::3], flat[1::3], flat[2::3]
         if (set(map(type, steps)) | set(map(type, cnt)) <= _INT and set(map(type, sums)) <= _NUMBER
                 and min(steps[1:], default=1) > 0):
-            series = _Series(list(map(res.__mul__, accumulate(steps))), cnt,
+            series = _Series(res, list(map(res.__mul__, accumulate(steps))), cnt,
                              list(map(round, map(mul, sums, repeat(MICRO)))))
             if len(cnt) >= KEEP_PACKED:
-                series.packed, series.res = flat.copy(), res  # already the stored form
+                series.packed = flat.copy()  # already the stored form
             return series
     cells = _ascending([(b, (_int(flat[i + 1]), micros(float(flat[i + 2])))) for i, b in _unpack(flat, res, 3)])
-    return _Series([b for b, _ in cells], [c for _, (c, _) in cells], [s for _, (_, s) in cells])
+    return _Series(res, [b for b, _ in cells], [c for _, (c, _) in cells], [s for _, (_, s) in cells])
 
 
 def _unpack(flat: list, res: int, stride: int) -> Iterable[tuple[int, int]]:

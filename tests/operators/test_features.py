@@ -262,7 +262,8 @@ def test_record_round_trip_and_errors():
     for bad in ({}, {"v": 1}, {"v": 1, "last": {}, "b": [["k", 1000, [1, 2]]]},
                 {"v": 1, "last": {"k": "x"}}, {"v": 1, "last": {}, "b": [["k", "1000", [1, 2, 3]]]},
                 {"v": 1, "last": {}, "d": [["k", 1000, "brand", [1, "abc"]]]},
-                {"v": 1, "last": {}, "b": [["k", 1000, [1, "2", 3]]]}, {"v": 1, "last": {}, "b": [["k", 1000, [1.5, 2, 3]]]},
+                {"v": 1, "last": {}, "b": [["k", 1000, [1, "2", 3]]]},
+                {"v": 1, "last": {}, "b": [["k", 1000, [1.5, 2, 3]]]},
                 {"v": 1, "last": {}, "b": [["k", 1000, [1, True, 3]]]}):
         with pytest.raises(FeatureRecordError):
             WindowedCounters.from_record(bad)
