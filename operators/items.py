@@ -87,6 +87,9 @@ class ItemStats:
     in_stock: bool | None = None  # None: the catalog never said
     stock_ms: int = 0  # time of the in_stock value
     catalog_ms: int = 0  # time of the newest catalog record applied (0: none)
+    # Not stored: the weakest neighbour as ``(neighbors, weight, id)`` (None: not known),
+    # so a full list is not searched again for every newcomer (``add_neighbor``).
+    _floor: tuple[dict[str, float], float, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def observe(self, event_type: str, ts: int, *, quantity: int = 1, category: str | None = None,
                 price: float | None = None, brand: str | None = None) -> None:
@@ -131,13 +134,38 @@ class ItemStats:
     def add_neighbor(self, item_id: str, weight: float) -> None:
         """Add ``weight`` to the co-visitation weight towards ``item_id``. Past
         ``MAX_NEIGHBORS`` the smallest weight is dropped (ties: the smallest id), which
-        may be the one just added: a newcomer has to beat the weakest neighbour."""
+        may be the one just added: a newcomer has to beat the weakest neighbour.
+
+        The weakest is remembered until it changes: weights only grow (an existing
+        neighbour's growth changes the weakest only if it was the weakest), so most
+        newcomers to a full list are compared with it and dropped without a search."""
         neighbors = self.neighbors
-        neighbors[item_id] = neighbors.get(item_id, 0.0) + weight
-        if len(neighbors) > MAX_NEIGHBORS:
-            # Two C-speed passes instead of a key function per entry (this runs per pair).
+        old = neighbors.get(item_id)
+        floor = self._floor
+        if floor is not None and floor[0] is not neighbors:
+            floor = self._floor = None  # the dict was replaced
+        if old is not None and len(neighbors) <= MAX_NEIGHBORS:
+            neighbors[item_id] = old + weight
+            if floor is not None and (floor[2] == item_id or not weight >= 0):
+                self._floor = None
+            return
+        self._floor = None
+        if len(neighbors) < MAX_NEIGHBORS:
+            neighbors[item_id] = weight
+            return
+        if old is not None:  # more than the cap (an older record): the plain rule
+            neighbors[item_id] = old + weight
             weakest = min(neighbors.values())
             del neighbors[min(k for k, v in neighbors.items() if v == weakest)]
+            return
+        if floor is None:
+            weakest = min(neighbors.values())
+            floor = (neighbors, weakest, min(k for k, v in neighbors.items() if v == weakest))
+        if (weight, item_id) < floor[1:]:
+            self._floor = floor  # the newcomer is the weakest: nothing changes
+            return
+        del neighbors[floor[2]]
+        neighbors[item_id] = weight
 
     def popularity(self, at_ms: int) -> float:
         """The decayed popularity at ``at_ms`` (never grows for times after the reference)."""

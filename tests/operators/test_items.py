@@ -125,6 +125,32 @@ def test_neighbor_eviction_is_deterministic_by_weight_then_id():
     assert again.neighbors == item.neighbors
 
 
+def _add_neighbor_reference(neighbors: dict[str, float], item_id: str, weight: float, cap: int) -> None:
+    """The rule written plainly: add, then drop the smallest (weight, id) if over the cap."""
+    neighbors[item_id] = neighbors.get(item_id, 0.0) + weight
+    if len(neighbors) > cap:
+        del neighbors[min(neighbors, key=lambda k: (neighbors[k], k))]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_neighbor_updates_match_the_plain_rule_step_by_step(seed):
+    # The remembered weakest neighbour must never change the outcome, nor the map's
+    # order (it is the stored record's order): ties, repeats, zero weights, a list over
+    # the cap (an older record) and a map replaced from outside included.
+    rng = random.Random(seed)
+    pool = [f"i{n:03d}" for n in range(rng.choice((70, 150, 400)))]
+    item, ref = ItemStats("x"), {}
+    for step in range(3000):
+        if step == 1500:
+            size = MAX_NEIGHBORS + (-3, 0, 5)[seed % 3]
+            start = {f"old{n:03d}": float(rng.randint(1, 3)) for n in range(size)}
+            item.neighbors, ref = dict(start), dict(start)
+        other, w = rng.choice(pool), rng.choice((0.0, 1.0, 1.0, 2.0, 3.0, 0.5))
+        item.add_neighbor(other, w)
+        _add_neighbor_reference(ref, other, w, MAX_NEIGHBORS if len(ref) <= MAX_NEIGHBORS else len(ref) - 1)
+        assert list(item.neighbors.items()) == list(ref.items()), step
+
+
 # -- catalog -----------------------------------------------------------------------------
 @pytest.mark.parametrize("line, problem", [
     (b'{"item_id": "a", ', "not valid JSON"),
