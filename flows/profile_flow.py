@@ -288,6 +288,8 @@ class ProfileLogic:
             m.LATE_DROPPED.inc()
             self._too_late(pe, write)
             return TOO_LATE
+        if engine.active and event.ts_ms < pe.watermark_ms:
+            engine.catch_up(profile, pe.watermark_ms)
         outcome = profile.apply(event, pe.source, pe.offset, st.policy)
         if outcome == APPLIED and st.experiments.experiments:
             self._totals(attribution.on_event(profile, event, st.experiment_by_id), write)

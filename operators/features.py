@@ -452,8 +452,9 @@ class WindowedCounters:
         self._d: dict[tuple[str, int, str], _Sets] = {}
         self._last: dict[str, int] = {}
         self.touched: list[str] = []  # the series keys the last observe() matched (not stored)
-        # For ``SegmentSet.next_change`` (not stored): its last result over the windows,
-        # ``(reads, now, instant)``, and the series keys observed since (None: recompute).
+        # For ``SegmentSet.next_change`` (not stored): what it computed last, ``(its set's
+        # token, now, windows' instant, thresholds' instants)``, and the series keys
+        # observed since (None: recompute).
         self.pending: set[str] = set()
         self.window_memo: tuple | None = None
 
@@ -582,6 +583,88 @@ class WindowedCounters:
         bs = series.bs
         i = bisect_right(bs, now - window_ms)
         return bs[i] + window_ms if i < len(bs) else None
+
+    def flip_at(self, bkey: tuple[str, int], window_ms: int, op: str, number: float, now: int,
+                total: bool = False) -> int | None:
+        """The first instant after ``now`` at which ``count_at(bkey, window_ms, t) op
+        number`` (``total_at`` if ``total``) differs from its value at ``now`` if no
+        event comes, or None if it never does. With no event, the value only falls, a
+        bucket at a time, as buckets leave the window (bucket ``b`` at ``b + window``), so
+        a comparison changes at most once (twice for ``==``, ``!=``), where the value
+        crosses the number. A sum with a negative bucket is not monotone: the instant of
+        the first bucket leaving stands for it."""
+        series = self._b.get(bkey)
+        if series is None:
+            return None
+        bs = series.bs
+        i = bisect_right(bs, now - window_ms)
+        n = len(bs)
+        if i >= n:
+            return None
+        if total:
+            sm = series.sm[i:]
+            if min(sm) < 0:
+                return bs[i] + window_ms
+            # after the buckets before j left (j = i..n): the sum of the rest, exactly as
+            # ``total_from`` computes it (integer millionths, then one division).
+            rest = list(accumulate(reversed(sm), initial=0))
+            rest.reverse()  # rest[j - i] = sum(sm[j:]) in millionths
+
+            def value(j: int) -> float:
+                return rest[j - i] / MICRO
+        else:
+            cum = series.cum
+            if cum is None:
+                cum = series.cum = list(accumulate(series.cnt, initial=0))
+            last = cum[-1]
+
+            def value(j: int) -> float:
+                return last - cum[j]
+        cur = value(i)
+        # ``falls(j)``: true from some j on (values fall with j); the first such j > i is
+        # the change, if the comparison's value there differs from now's.
+        if op in (">=", "<"):
+            falls, differs = (lambda j: value(j) < number), True
+        elif op in (">", "<="):
+            falls, differs = (lambda j: value(j) <= number), True
+        elif cur == number:  # == or != : the value leaves the number
+            falls, differs = (lambda j: value(j) < number), True
+        elif cur > number:  # == or != : the value may reach the number
+            falls, differs = (lambda j: value(j) <= number), False
+        else:
+            return None
+        if falls(i):
+            return None  # already past the crossing: it stays so
+        lo, hi = i + 1, n  # value(n) is 0: search the first j in (i, n] with falls(j)
+        if not falls(hi):
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if falls(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        if not differs and value(lo) != number:
+            return None  # it jumps over the number: == stays false, != true
+        return bs[lo - 1] + window_ms
+
+    def last_change_before(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], until: int) -> int | None:
+        """The latest instant < ``until`` at which a bucket left one of the windows of
+        ``reads`` (as for ``next_change_min``), or None."""
+        best = None
+        b = self._b
+        for bkey, windows in reads:
+            series = b.get(bkey)
+            if series is None:
+                continue
+            bs = series.bs
+            for w in windows:
+                j = bisect_left(bs, until - w)  # bs[j - 1] + w < until
+                if j:
+                    t = bs[j - 1] + w
+                    if best is None or t > best:
+                        best = t
+        return best
 
     def next_change_min(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], now: int) -> int | None:
         """The smallest ``next_change`` over ``reads``: ``(read_key(key, w), (w, ...))``

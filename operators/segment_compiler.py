@@ -88,6 +88,7 @@ class _Expr:
     nullable: bool = True
     const: Any = None
     is_const: bool = False
+    window: tuple[str, str, int] | None = None  # a count()/sum() read: (name, series key, window)
 
 
 def _const(value: Any, type_: str) -> _Expr:
@@ -110,6 +111,10 @@ class _Compiler:
         self.known_ids = tuple(known_ids)
         self.requirements: list[tuple[SeriesSpec, int | None, str | None]] = []
         self.windows: list[tuple[str, int]] = []  # (series key, window) whose value time changes
+        # count()/sum() compared with a number: (name, series key, window, op, number). Time
+        # changes such a comparison only when the value crosses the number, not at every
+        # bucket leaving the window (``WindowedCounters.flip_at``).
+        self.thresholds: list[tuple[str, str, int, str, float]] = []
         self.sinces: list[tuple[str, int]] = []  # (series key, offset after last when it may flip)
         self.deps: dict[str, int] = {}  # segment id -> offset of its segment() call
         self.terms: dict[str, Fn] = {}  # source text -> value closure, in source order
@@ -266,6 +271,10 @@ class _Compiler:
             raise ExprError(node.op_pos, f"type mismatch: {op!r} cannot order true/false values")
         if left.is_const and not right.is_const:
             left, right, op = right, left, _FLIP[op]
+        if left.window is not None and right.is_const and right.type == NUM and _kind(right.const) == NUM:
+            name, key, w = left.window
+            self.windows.remove((key, w))  # the one its call added: the threshold replaces it
+            self.thresholds.append((name, key, w, op, right.const))
         return _Expr(BOOL, _comparison(left, right, _OPS[op]), False)
 
     def since_compare(self, node: sp.Compare, left: _Expr, right: _Expr) -> _Expr:
@@ -403,7 +412,7 @@ class _Compiler:
             if v is None:
                 v = m[mk] = f.counters.total_at(bkey, w, n)
             return v
-        return _Expr(NUM, count if node.name == "count" else total, False)
+        return _Expr(NUM, count if node.name == "count" else total, False, window=(node.name, spec.key, w))
 
     f_sum = f_count
 

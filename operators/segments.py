@@ -95,7 +95,7 @@ from typing import Any, Iterable
 import yaml
 
 from operators import segment_parser as sp
-from operators.features import FeaturePlan, read_key
+from operators.features import FeaturePlan, WindowedCounters, read_key
 from operators.segment_compiler import DictFacts, Facts, Fn, _Compiler, _suggest
 from operators.segment_parser import ExprError
 
@@ -136,7 +136,9 @@ class SegmentSet:
 
     def __init__(self, segments: Iterable[Segment], compiled: dict[str, tuple[Fn, dict[str, Fn]]],
                  requirements: Iterable, windows: Iterable[tuple[str, int]],
-                 sinces: Iterable[tuple[str, int]], touches: dict[str, set[str]] | None = None) -> None:
+                 sinces: Iterable[tuple[str, int]], touches: dict[str, set[str]] | None = None,
+                 thresholds: Iterable[tuple[str, str, int, str, float]] = ()) -> None:
+        thresholds = tuple(dict.fromkeys(thresholds))
         self.segments: tuple[Segment, ...] = tuple(segments)
         self.by_id: dict[str, Segment] = {s.id: s for s in self.segments}
         self.plan = FeaturePlan(requirements)
@@ -152,10 +154,18 @@ class SegmentSet:
         for key, w in self._windows:
             reads.setdefault(read_key(key, w), []).append(w)
         self._reads = tuple((bkey, tuple(ws)) for bkey, ws in reads.items())
+        every: dict[tuple[str, int], set[int]] = {}  # every window read, thresholds' too
+        for key, w in (*self._windows, *((key, w) for _n, key, w, _o, _c in thresholds)):
+            every.setdefault(read_key(key, w), set()).add(w)
+        self._every_read = tuple((bkey, tuple(sorted(ws))) for bkey, ws in every.items())
         by_key: dict[str, list] = {}
         for bkey, ws in self._reads:
             by_key.setdefault(bkey[0], []).append((bkey, ws))
         self._reads_by_key = {key: tuple(rs) for key, rs in by_key.items()}
+        self._token = object()  # marks what ``next_change`` remembers on a profile's counters as this set's
+        # (series key, is a sum, bucket key, window, operator, number), each read once.
+        self._thresholds = tuple((key, name == "sum", read_key(key, w), w, op, c)
+                                 for name, key, w, op, c in thresholds)
         offsets: dict[str, set[int]] = {}
         for key, off in sinces:
             offsets.setdefault(key, set()).add(off)
@@ -220,27 +230,53 @@ class SegmentSet:
     def next_change(self, facts: Facts, now_ms: int) -> int | None:
         """The smallest instant > ``now_ms`` at which time alone may change a membership.
 
-        The windows' part (the costly one: every window of every series read) is
-        remembered on the counters with the keys observed since; the next call at a later
-        instant, while that part is still ahead, recomputes it for those keys only: a
-        bucket added can only bring a window's next change closer, and the windows of the
-        other series change at none of the instants before it. (The ``since`` part moves
-        later with every event: it is recomputed each time, from one ``last`` per key.)"""
+        Three parts. A count() or sum() compared with a number changes only when the
+        value crosses it (``WindowedCounters.flip_at``): a busy profile's one-second
+        buckets leave an hour's window every second, and waking it for each was most of
+        the processor's work once an hour of event time had passed. Other windowed reads
+        (distinct(), arithmetic, comparisons between two reads) change at every bucket
+        leaving one of their windows. And since() comparisons flip at fixed offsets after
+        the last event.
+
+        Both windowed parts are remembered on the counters with the keys observed since.
+        The next call at a later instant recomputes the window changes only for those keys
+        while the remembered one is still ahead (a bucket added can only bring a window's
+        next change closer, and the other series' windows change at none of the instants
+        before it), and a threshold's instant for those keys and where it has passed (its
+        value at any instant before it is the one it was computed from). The ``since``
+        part moves later with every event: it is recomputed each time."""
         counters = facts.counters
         memo = counters.window_memo
-        if (memo is not None and memo[0] is self._reads and memo[1] <= now_ms
-                and (memo[2] is None or memo[2] > now_ms)):
-            best = memo[2]
+        valid = memo is not None and memo[0] is self._token and memo[1] <= now_ms
+        if valid and (memo[2] is None or memo[2] > now_ms):
+            windows = memo[2]
             by_key = self._reads_by_key
             for key in counters.pending:
                 reads = by_key.get(key)
                 if reads is not None:
                     t = counters.next_change_min(reads, now_ms)
-                    if t is not None and (best is None or t < best):
-                        best = t
+                    if t is not None and (windows is None or t < windows):
+                        windows = t
         else:
-            best = counters.next_change_min(self._reads, now_ms)  # always > now_ms: b > now - w
-        counters.window_memo = (self._reads, now_ms, best)
+            windows = counters.next_change_min(self._reads, now_ms)  # always > now_ms: b > now - w
+        best = windows
+        thresholds = self._thresholds
+        if thresholds:
+            flips = memo[3] if valid else None
+            pending = counters.pending
+            if flips is None:
+                flips = [counters.flip_at(th[2], th[3], th[4], th[5], now_ms, th[1]) for th in thresholds]
+            else:
+                for i, th in enumerate(thresholds):
+                    t = flips[i]
+                    if th[0] in pending or (t is not None and t <= now_ms):
+                        flips[i] = counters.flip_at(th[2], th[3], th[4], th[5], now_ms, th[1])
+            for t in flips:
+                if t is not None and (best is None or t < best):
+                    best = t
+        else:
+            flips = None
+        counters.window_memo = (self._token, now_ms, windows, flips)
         counters.pending.clear()
         for key, offsets in self._sinces:
             last = counters.last(key)
@@ -250,6 +286,23 @@ class SegmentSet:
                 t = last + off
                 if t > now_ms:
                     if best is None or t < best:
+                        best = t
+                    break
+        return best
+
+    def last_change_before(self, counters: WindowedCounters, until_ms: int) -> int | None:
+        """The latest instant < ``until_ms`` at which time changed a value the segments
+        read: a bucket leaving one of the windows read (those compared with a number
+        too), or a since() offset passing. None if there is none."""
+        best = counters.last_change_before(self._every_read, until_ms)
+        for key, offsets in self._sinces:
+            last = counters.last(key)
+            if last is None:
+                continue
+            for off in reversed(offsets):
+                t = last + off
+                if t < until_ms:
+                    if best is None or t > best:
                         best = t
                     break
         return best
@@ -328,7 +381,7 @@ class _Loader:
         compiled: dict[str, tuple[Fn, dict[str, Fn]]] = {}
         touches: dict[str, set[str]] = {}
         deps: dict[str, dict[str, int]] = {}
-        requirements, windows, sinces, segments = [], [], [], {}
+        requirements, windows, sinces, thresholds, segments = [], [], [], [], {}
         for e in entries:
             sid, cond_node = e["id"][0], e["condition"][1]
             cond = cond_node.value
@@ -349,8 +402,10 @@ class _Loader:
             requirements += comp.requirements
             windows += comp.windows
             sinces += comp.sinces
+            thresholds += comp.thresholds
         order = self.topological(deps, {e["id"][0]: e["condition"][1] for e in entries})
-        return SegmentSet([segments[sid] for sid in order], compiled, requirements, windows, sinces, touches)
+        return SegmentSet([segments[sid] for sid in order], compiled, requirements, windows, sinces, touches,
+                          thresholds)
 
     def entries(self, root: yaml.Node | None) -> list[dict[str, tuple[Any, yaml.Node]]]:
         if root is None:

@@ -94,12 +94,24 @@ class SegmentEngine:
             out.extend(self._evaluate(profile, profile.clock_ms, CAUSE_TIME))
         return out
 
+    def catch_up(self, profile: Profile, watermark_ms: int) -> None:
+        """Before a record at ``watermark_ms`` is applied: move the profile's clock to the
+        latest instant before it at which time changed a value the segments read (a
+        bucket leaving a window, a since() offset), even where no membership changed.
+        ``advance`` visits only the instants where one may (``SegmentSet.next_change``);
+        an accepted late event is evaluated at this clock, as if every such instant had
+        been visited. Only a late record (event time before the watermark) needs it."""
+        passed = self.segments.last_change_before(profile.counters, watermark_ms)
+        if passed is not None and passed > profile.clock_ms:
+            profile.clock_ms = passed
+
     def on_event(self, profile: Profile, event_id: str, ts_ms: int, event_type: str | None = None,
                  full: bool = False) -> list[Trigger]:
         """After an event was applied: only the segments reading something it changed
         (``profile.changed``, ``profile.counters.touched``) are evaluated, unless ``full``
         (the profile absorbed another), the event changed consent, or a time change is due
-        at this very instant."""
+        at this very instant. It is evaluated at the profile's clock if that is later
+        (an accepted late event; see ``catch_up``)."""
         if ts_ms > profile.clock_ms:
             profile.clock_ms = ts_ms
         now = profile.clock_ms

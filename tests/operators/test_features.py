@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import operator
+import random
+from bisect import bisect_right
 from unittest import mock
 
 import orjson
@@ -12,8 +15,8 @@ from hypothesis import strategies as st
 from operators import features
 from operators.events import parse_event
 from operators.features import (DAY_MS, HOUR_MS, MAX_DISTINCT_PER_BUCKET, MAX_WINDOW_MS, MINUTE_MS,
-                                MICRO, FeaturePlan, FeatureRecordError, SeriesSpec, WindowedCounters, _pack, _sum,
-                                resolution_ms)
+                                MICRO, FeaturePlan, FeatureRecordError, SeriesSpec, WindowedCounters, _pack, _Series,
+                                _sum, resolution_ms)
 
 T0 = 1_795_798_800_000  # a whole hour (so a whole minute and second too)
 
@@ -433,3 +436,35 @@ def test_dropping_a_series_first_buckets_updates_its_kept_stored_form():
             after = orjson.loads(orjson.dumps(c.to_record(encoded=True)))
             assert after == orjson.loads(orjson.dumps(c.to_record())) != before
             assert ["any", 1000, [(T0 + 4_000) // 1000, 1, 0]] in after["b"]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_flip_at_is_the_first_bucket_leaving_where_the_comparison_changes(seed):
+    """``flip_at`` against stepping through every instant a bucket leaves the window."""
+    rng = random.Random(seed)
+    c = WindowedCounters()
+    res, w = 1000, 10 * 60_000
+    series = c._b[("k", res)] = _Series(res)
+    t0 = 1_795_773_600_000
+    for _ in range(rng.randrange(1, 40)):
+        b = t0 + rng.randrange(900) * res
+        series.add(b, rng.randint(1, 3), rng.choice((0, 2_500_000, 10_000_000, 0 if seed % 3 else -4_000_000)))
+    now = t0 + rng.randrange(900) * res + rng.randrange(res)
+    for total in (False, True):
+        read = c.total_at if total else c.count_at
+        for op, fn in (("<", operator.lt), ("<=", operator.le), (">", operator.gt), (">=", operator.ge),
+                       ("==", operator.eq), ("!=", operator.ne)):
+            values = sorted({read(("k", res), w, now), *[read(("k", res), w, b + w) for b in series.bs], 0, 1, 2.5, 7})
+            for number in values:
+                want = None
+                start = fn(read(("k", res), w, now), number)
+                for b in series.bs:
+                    if b + w > now and fn(read(("k", res), w, b + w), number) != start:
+                        want = b + w
+                        break
+                got = c.flip_at(("k", res), w, op, number, now, total)
+                if total and min(series.sm[bisect_right(series.bs, now - w):] or [0]) < 0:
+                    # not monotone: the first bucket leaving stands for it (never later)
+                    assert got is not None and (want is None or got <= want), (op, number)
+                else:
+                    assert got == want, (total, op, number)

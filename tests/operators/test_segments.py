@@ -539,3 +539,26 @@ def test_next_change_after_events_equals_recomputing_every_window(seed):
             fresh = Facts()
             fresh.counters = WindowedCounters.from_record(facts.counters.to_record())
             assert segs.next_change(facts, now) == segs.next_change(fresh, now), i
+
+
+def test_a_comparison_with_a_number_wakes_the_profile_only_where_it_flips():
+    """A busy profile's one-second buckets leave an hour's window every second; time
+    changes ``count(..) >= n`` only when the n-th newest bucket leaves."""
+    facts, plan = Facts(), seg("count(add_to_cart, 1h) >= 1 and distinct(add_to_cart, item_id, 1h) >= 1")
+    for k in range(100):  # one add-to-cart a second: buckets T0 .. T0 + 99 s
+        feed(facts, plan, "add_to_cart", T0 + k * 1000, item_id="sku-1", price=10)
+    now = T0 + 100_000
+    assert seg("count(add_to_cart, 1h) >= 1").next_change(facts, now) == T0 + 99_000 + HOUR
+    assert seg("count(add_to_cart, 1h) >= 3").next_change(facts, now) == T0 + 97_000 + HOUR
+    assert seg("count(add_to_cart, 1h) > 100").next_change(facts, now) is None  # false, and values only fall
+    assert seg("count(add_to_cart, 1h) == 2").next_change(facts, now) == T0 + 97_000 + HOUR  # reaches 2
+    assert seg("count(add_to_cart, 1h) == 0").next_change(facts, now) == T0 + 99_000 + HOUR
+    assert seg("sum(add_to_cart, 1h) < 25").next_change(facts, now) == T0 + 97_000 + HOUR  # 30 -> 20
+    # Reads that are not compared with a number change with every bucket that leaves.
+    assert seg("count(add_to_cart, 1h) + 0 >= 1").next_change(facts, now) == T0 + HOUR
+    assert seg("distinct(add_to_cart, item_id, 1h) >= 1").next_change(facts, now) == T0 + HOUR
+    # Each instant found is where the membership changes, and nothing changes before it.
+    for cond in ("count(add_to_cart, 1h) >= 3", "count(add_to_cart, 1h) == 2", "sum(add_to_cart, 1h) < 25"):
+        segs = seg(cond)
+        at = segs.next_change(facts, now)
+        assert segs.evaluate(facts, at - 1) == segs.evaluate(facts, now) != segs.evaluate(facts, at), cond
