@@ -651,20 +651,10 @@ class WindowedCounters:
     def last_change_before(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], until: int) -> int | None:
         """The latest instant < ``until`` at which a bucket left one of the windows of
         ``reads`` (as for ``next_change_min``), or None."""
-        best = None
         b = self._b
-        for bkey, windows in reads:
-            series = b.get(bkey)
-            if series is None:
-                continue
-            bs = series.bs
-            for w in windows:
-                j = bisect_left(bs, until - w)  # bs[j - 1] + w < until
-                if j:
-                    t = bs[j - 1] + w
-                    if best is None or t > best:
-                        best = t
-        return best
+        # bs[j - 1] + w < until with j = bisect_left(bs, until - w): the last bucket to leave before it
+        return max((series.bs[j - 1] + w for bkey, windows in reads if (series := b.get(bkey)) is not None
+                    for w in windows if (j := bisect_left(series.bs, until - w))), default=None)
 
     def next_change_min(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], now: int) -> int | None:
         """The smallest ``next_change`` over ``reads``: ``(read_key(key, w), (w, ...))``

@@ -162,7 +162,8 @@ class SegmentSet:
         for bkey, ws in self._reads:
             by_key.setdefault(bkey[0], []).append((bkey, ws))
         self._reads_by_key = {key: tuple(rs) for key, rs in by_key.items()}
-        self._token = object()  # marks what ``next_change`` remembers on a profile's counters as this set's
+        # What ``next_change`` remembers on a profile's counters is marked as this set's.
+        self._token = object()
         # (series key, is a sum, bucket key, window, operator, number), each read once.
         self._thresholds = tuple((key, name == "sum", read_key(key, w), w, op, c)
                                  for name, key, w, op, c in thresholds)
@@ -231,9 +232,9 @@ class SegmentSet:
         """The smallest instant > ``now_ms`` at which time alone may change a membership.
 
         Three parts. A count() or sum() compared with a number changes only when the
-        value crosses it (``WindowedCounters.flip_at``): a busy profile's one-second
-        buckets leave an hour's window every second, and waking it for each was most of
-        the processor's work once an hour of event time had passed. Other windowed reads
+        value crosses it (``WindowedCounters.flip_at``), not at every bucket leaving the
+        window (a busy profile's one-second buckets leave an hour's window every second;
+        in a replay this halved the evaluations caused by time). Other windowed reads
         (distinct(), arithmetic, comparisons between two reads) change at every bucket
         leaving one of their windows. And since() comparisons flip at fixed offsets after
         the last event.
