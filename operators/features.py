@@ -379,10 +379,15 @@ class _Series:
             self.packed_json = exact_bytes(orjson.dumps(self._packed()))
         return orjson.Fragment(self.packed_json)
 
-    def count_from(self, i: int) -> int:
+    def prefix(self) -> list[int]:
+        """``cum``, rebuilt if a middle insert dropped it."""
         cum = self.cum
         if cum is None:
             cum = self.cum = list(accumulate(self.cnt, initial=0))
+        return cum
+
+    def count_from(self, i: int) -> int:
+        cum = self.prefix()
         return cum[-1] - cum[i]
 
     def total_from(self, i: int) -> float:
@@ -613,9 +618,7 @@ class WindowedCounters:
             def value(j: int) -> float:
                 return rest[j - i] / MICRO
         else:
-            cum = series.cum
-            if cum is None:
-                cum = series.cum = list(accumulate(series.cnt, initial=0))
+            cum = series.prefix()
             last = cum[-1]
 
             def value(j: int) -> float:

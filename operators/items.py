@@ -155,12 +155,10 @@ class ItemStats:
             return
         if old is not None:  # more than the cap (an older record): the plain rule
             neighbors[item_id] = old + weight
-            weakest = min(neighbors.values())
-            del neighbors[min(k for k, v in neighbors.items() if v == weakest)]
+            del neighbors[_weakest(neighbors)[1]]
             return
         if floor is None:
-            weakest = min(neighbors.values())
-            floor = (neighbors, weakest, min(k for k, v in neighbors.items() if v == weakest))
+            floor = (neighbors, *_weakest(neighbors))
         if (weight, item_id) < floor[1:]:
             self._floor = floor  # the newcomer is the weakest: nothing changes
             return
@@ -188,6 +186,13 @@ class ItemStats:
         if rec.get("v") not in READABLE_VERSIONS:
             raise ValueError(f"item record version {rec.get('v')!r}, expected one of {READABLE_VERSIONS}")
         return cls(**{k: v for k, v in rec.items() if k != "v"})
+
+
+def _weakest(neighbors: dict[str, float]) -> tuple[float, str]:
+    """The smallest ``(weight, id)`` of ``neighbors`` (not empty), in two C-speed passes
+    instead of a key function per entry."""
+    weakest = min(neighbors.values())
+    return weakest, min(k for k, v in neighbors.items() if v == weakest)
 
 
 def _decayed_add(score: float, ref_ms: int, weight: float, ts: int, half_life_ms: int) -> tuple[float, int]:
