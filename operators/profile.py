@@ -38,7 +38,8 @@ from typing import Any
 import orjson
 
 from operators.events import Event
-from operators.features import FeaturePlan, WindowedCounters, exact_bytes
+from operators.buckets import exact_bytes
+from operators.features import FeaturePlan, WindowedCounters
 
 RECORD_VERSION = 4
 READABLE_VERSIONS = (3, 4)  # v3 lacks the model fields below; they start empty

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators import features
+from operators import buckets
 from operators.events import parse_event
-from operators.features import (DAY_MS, HOUR_MS, MAX_DISTINCT_PER_BUCKET, MAX_WINDOW_MS, MINUTE_MS,
-                                MICRO, FeaturePlan, FeatureRecordError, SeriesSpec, WindowedCounters, _pack, _Series,
-                                _sum, resolution_ms)
+from operators.buckets import MAX_DISTINCT_PER_BUCKET, MICRO, FeatureRecordError, Series, pack_cells, stored_number
+from operators.features import (DAY_MS, HOUR_MS, MAX_WINDOW_MS, MINUTE_MS, FeaturePlan, SeriesSpec, WindowedCounters,
+                                resolution_ms)
 
 T0 = 1_795_798_800_000  # a whole hour (so a whole minute and second too)
 
@@ -404,13 +404,13 @@ def test_the_stored_form_kept_up_to_date_equals_one_packed_afresh(events, data):
     if data.draw(st.booleans()):  # in event-time order, as live events mostly come
         events = sorted(events, key=lambda e: e.ts_ms)
     later = st.sampled_from([0, 7_000, HOUR_MS, HOUR_MS + 5_000, 2 * HOUR_MS, 60 * HOUR_MS + 9 * HOUR_MS])
-    with mock.patch.object(features, "KEEP_PACKED", data.draw(st.sampled_from([1, 3, 64]))):
+    with mock.patch.object(buckets, "KEEP_PACKED", data.draw(st.sampled_from([1, 3, 64]))):
         _interleave(events, later, data)
 
 
 def _interleave(events, later, data):
     def check(c):
-        fresh = {(k, r): _pack(ser.bs, r, [(n, _sum(sm / MICRO)) for n, sm in zip(ser.cnt, ser.sm)])
+        fresh = {(k, r): pack_cells(ser.bs, r, [(n, stored_number(sm / MICRO)) for n, sm in zip(ser.cnt, ser.sm)])
                  for (k, r), ser in c._b.items()}
         assert {(k, r): flat for k, r, flat in c.to_record().get("b", [])} == fresh
         assert orjson.loads(orjson.dumps(c.to_record(encoded=True))) == orjson.loads(orjson.dumps(c.to_record()))
@@ -429,7 +429,7 @@ def _interleave(events, later, data):
 
 def test_dropping_a_series_first_buckets_updates_its_kept_stored_form():
     for keep in (1, 64):  # the packed list kept and updated in place, or only its JSON
-        with mock.patch.object(features, "KEEP_PACKED", keep):
+        with mock.patch.object(buckets, "KEEP_PACKED", keep):
             c = observed(PLAN, [ev("page_view", T0 + i * 2_000) for i in range(3)])
             before = orjson.loads(orjson.dumps(c.to_record(encoded=True)))
             c.prune(PLAN, T0 + HOUR_MS + 3_000)  # drops the buckets at T0 and T0 + 2 s of the 1 s series
@@ -444,7 +444,7 @@ def test_flip_at_is_the_first_bucket_leaving_where_the_comparison_changes(seed):
     rng = random.Random(seed)
     c = WindowedCounters()
     res, w = 1000, 10 * 60_000
-    series = c._b[("k", res)] = _Series(res)
+    series = c._b[("k", res)] = Series(res)
     t0 = 1_795_773_600_000
     for _ in range(rng.randrange(1, 40)):
         b = t0 + rng.randrange(900) * res

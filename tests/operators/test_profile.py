@@ -8,7 +8,7 @@ from unittest import mock
 import orjson
 
 import operators.profile as profile_module
-from operators import features
+from operators import buckets
 from operators.events import parse_event
 from operators.features import FeaturePlan, SeriesSpec
 from operators.profile import (APPLIED, DUPLICATE, MAX_CART_LINES, MAX_CATEGORIES, REPLAYED, SUPPRESSED,
@@ -188,7 +188,7 @@ def test_record_round_trip():
 def test_encoded_equals_the_plain_encoding_through_appends_prunes_merges_and_cart_changes():
     """``encoded()`` reuses the previous encoding of the id memory, the cart log and the
     counters' series; whatever happened in between, it must be what ``to_record()`` holds."""
-    with mock.patch.object(profile_module, "KEEP_JSON", 0), mock.patch.object(features, "KEEP_PACKED", 1):
+    with mock.patch.object(profile_module, "KEEP_JSON", 0), mock.patch.object(buckets, "KEEP_PACKED", 1):
         _encode_along_a_random_history()
 
 
