@@ -30,3 +30,13 @@ def test_frozen_objects_are_out_of_the_collectors_reach_until_the_end():
         young = [[1]]
         assert id(young) in {id(o) for o in gc.get_objects()}
     assert id(kept) in {id(o) for o in gc.get_objects()}
+
+
+def test_the_youngest_generation_is_collected_less_often_while_the_flow_runs():
+    before = gc.get_threshold()
+    with GcFreezer(interval_s=60, gen0_threshold=25_000):
+        assert gc.get_threshold() == (25_000, *before[1:])
+        gc.collect()
+        young = [[i] for i in range(5_000)]  # fewer than the threshold: no collection yet
+        assert gc.get_count()[0] >= len(young)
+    assert gc.get_threshold() == before
