@@ -109,6 +109,17 @@ def _gauge(snap, name: str) -> float:
     return sum(v for _labels, v in snap.series(name))
 
 
+def _mean_ms(before, after, name: str) -> float | None:
+    n = _gauge(after, name + "_count") - _gauge(before, name + "_count")
+    return round(1000 * (_gauge(after, name + "_sum") - _gauge(before, name + "_sum")) / n, 2) if n else None
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds the process has used (user + system, all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _buckets(snap) -> list[tuple[float, float]]:
     out = []
     for labels, v in snap.series("pulse_processing_latency_seconds_bucket"):
@@ -146,7 +157,9 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
         span_ms = max(burst, int(span_min * 60_000))  # at least 1 ms apart
         produce_all(producer, topic, (gen.next_record(now - span_ms + i * span_ms // burst) for i in range(burst)),
                     on_each=lambda n: producer.poll(0) if n % 10_000 == 0 else None)
-        log = open(Path(d) / "pulse-run.log", "wb")
+        log_path = Path(tempfile.gettempdir()) / f"pulse-soak-{os.getpid()}.log"  # kept after the run
+        print(f"processor log: {log_path}", flush=True)
+        log = open(log_path, "wb")
         proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", "run"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
@@ -186,6 +199,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
             thread.start()
             windows = []
             prev = scrape(url, timeout=10)
+            cpu_prev = _cpu_s(proc.pid)
             end = time.monotonic() + minutes * 60
             t0 = time.monotonic()
             t_prev = time.monotonic()
@@ -201,7 +215,16 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                                 "events_per_s": round((_applied(snap) - _applied(prev)) / (t_now - t_prev), 1),
                                 "ingest_p50_s": p50, "ingest_p99_s": p99,
                                 "profiles_in_memory": _gauge(snap, "pulse_profiles_in_memory"),
-                                "cache_mb": round(_gauge(snap, "pulse_profile_cache_bytes") / 2**20, 1)})
+                                "cache_mb": round(_gauge(snap, "pulse_profile_cache_bytes") / 2**20, 1),
+                                # what changes the processor's cost: records written per second (one per
+                                # profile changed in a batch), the mean store write, the timers waiting
+                                "writes_per_s": round((_gauge(snap, "pulse_profiles_written_total")
+                                                       - _gauge(prev, "pulse_profiles_written_total"))
+                                                      / (t_now - t_prev), 1),
+                                "store_write_ms": _mean_ms(prev, snap, "pulse_store_write_seconds"),
+                                "timers": _gauge(snap, "pulse_segment_timers_pending"),
+                                "cpu_s": round(_cpu_s(proc.pid) - cpu_prev, 1)})
+                cpu_prev += windows[-1]["cpu_s"]
                 print(json.dumps(windows[-1]), flush=True)
                 prev, t_prev = snap, t_now
             thread.stop()
