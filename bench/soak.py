@@ -29,7 +29,8 @@ throughput, watching latency and memory.
 3. Soak: the same process then gets current events at ``--share`` of that rate for
    ``--minutes``. Every ``--sample`` seconds: the process's RSS (``/proc/<pid>/status``),
    events applied, and the ingest -> store latency p50/p99 over the last window (from the
-   processor's own histogram, ``pulse_processing_latency_seconds{clock="ingest"}``).
+   processor's own histogram, ``pulse_processing_latency_seconds{clock="ingest"}``), records
+   written per second, the mean store write, timers pending and the processor's CPU seconds.
 
 Reported: the windows, and the verdicts the issue asks for — RSS growth after warm-up
 (the first ``--warmup`` minutes) under 10%, latency p99 steady (the last third's median
@@ -216,8 +217,8 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                                 "ingest_p50_s": p50, "ingest_p99_s": p99,
                                 "profiles_in_memory": _gauge(snap, "pulse_profiles_in_memory"),
                                 "cache_mb": round(_gauge(snap, "pulse_profile_cache_bytes") / 2**20, 1),
-                                # what changes the processor's cost: records written per second (one per
-                                # profile changed in a batch), the mean store write, the timers waiting
+                                # what may change the processor's cost: records written to the store per
+                                # second, the mean store write (one WriteBatch), the timers waiting
                                 "writes_per_s": round((_gauge(snap, "pulse_profiles_written_total")
                                                        - _gauge(prev, "pulse_profiles_written_total"))
                                                       / (t_now - t_prev), 1),

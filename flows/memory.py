@@ -18,8 +18,9 @@ collects it every 700 new container objects, and a profile update allocates hund
 that reference counting frees moments later, so most collections walked objects about
 to die anyway. In the segments benchmark's flow (60,000 events, 20 segments) the
 collector took 1.13 s in 1,708 collections at 700, 0.33 s in 91 at 10,000, 0.14 s in 7
-at 100,000; ``GEN0_THRESHOLD`` is between the last two (a collection of the youngest
-generation then walks at most that many objects: a few milliseconds).
+at 100,000 (20 ms per collection on average there; the pause at ``GEN0_THRESHOLD``,
+between the last two, was not measured). With it, the same benchmark ran 26% faster
+without segments and 14% faster with them.
 """
 
 from __future__ import annotations
