@@ -212,6 +212,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                     continue
                 p50, p99 = _window_quantiles(prev, snap)
                 t_now = time.monotonic()
+                cpu_now = _cpu_s(proc.pid)
                 windows.append({"minute": round((t_now - t0) / 60, 2), "rss_mb": round(rss_mb(proc.pid), 1),
                                 "events_per_s": round((_applied(snap) - _applied(prev)) / (t_now - t_prev), 1),
                                 "ingest_p50_s": p50, "ingest_p99_s": p99,
@@ -224,10 +225,9 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                                                       / (t_now - t_prev), 1),
                                 "store_write_ms": _mean_ms(prev, snap, "pulse_store_write_seconds"),
                                 "timers": _gauge(snap, "pulse_segment_timers_pending"),
-                                "cpu_s": round(_cpu_s(proc.pid) - cpu_prev, 1)})
-                cpu_prev += windows[-1]["cpu_s"]
+                                "cpu_s": round(cpu_now - cpu_prev, 1)})
                 print(json.dumps(windows[-1]), flush=True)
-                prev, t_prev = snap, t_now
+                prev, t_prev, cpu_prev = snap, t_now, cpu_now
             thread.stop()
         finally:
             if proc.poll() is None:
