@@ -58,8 +58,9 @@ def assert_same_profiles(one: dict, other: dict, stitched: set[str], name: str) 
     assert differ == [], (name, [(pid, [k for k in one[pid] if one[pid][k] != other[pid][k]]) for pid in differ[:3]])
 
 
-def run(name: str, env: dict[str, str], tmp_path) -> None:
-    """`pulse run --exit-at-end` as one process, or as a cluster of two processes on loopback."""
+def run(name: str, env: dict[str, str], tmp_path, least_handed: int = 1000) -> None:
+    """`pulse run --exit-at-end` as one process, or as a cluster of two processes on loopback
+    in which process 1 must hand at least `least_handed` records to process 0."""
     if name != "2 processes":
         proc = Pulse(["run", "--exit-at-end"], env, tmp_path / f"{name}.log")
         assert proc.wait(300) == 0, proc.text()[-3000:]
@@ -74,7 +75,7 @@ def run(name: str, env: dict[str, str], tmp_path) -> None:
         for proc in procs:
             proc.stop()
     handed = re.search(r"stopped: (\d+) records handed to process 0", procs[1].text())
-    assert handed and int(handed.group(1)) > 1000, procs[1].text()[-2000:]  # it read its share
+    assert handed and int(handed.group(1)) >= least_handed, procs[1].text()[-2000:]  # it read its share
     assert not any((Path(env["PULSE_STATE_DIR"]) / "recovery-process-1").iterdir())  # snapshots: process 0
 
 
@@ -136,6 +137,8 @@ def test_a_cluster_that_lost_a_process_stops_and_resumes_to_the_same_profiles(ka
     partial = store.count()
     store.close()
     assert 0 < partial < len(one)  # it really stopped part-way
-    run("2 processes", env, tmp_path)
+    # What is left for process 1 depends on how far it had read ahead of process 0 when the
+    # last snapshot was taken (839 records in one run): that it ran to the end is the check.
+    run("2 processes", env, tmp_path, least_handed=0)
     got, merged = profiles(tmp_path / "cluster", events)
     assert_same_profiles(one, got, stitched | merged, "after the restart")
