@@ -30,7 +30,10 @@ throughput, watching latency and memory.
    ``--minutes``. Every ``--sample`` seconds: the process's RSS (``/proc/<pid>/status``),
    events applied, and the ingest -> store latency p50/p99 over the last window (from the
    processor's own histogram, ``pulse_processing_latency_seconds{clock="ingest"}``), records
-   written per second, the mean store write, timers pending and the processor's CPU seconds.
+   written per second, the mean store write and store writes per second (a batch each: when
+   the processor falls behind, batches and their writes grow), timers pending, the
+   processor's CPU seconds (all threads, the main thread, RocksDB's background threads),
+   and RocksDB's stall seconds, level-0 files and pending compaction bytes.
 
 Reported: the windows, and the verdicts the issue asks for — RSS growth after warm-up
 (the first ``--warmup`` minutes) under 10%, latency p99 steady (the last third's median
@@ -115,10 +118,24 @@ def _mean_ms(before, after, name: str) -> float | None:
     return round(1000 * (_gauge(after, name + "_sum") - _gauge(before, name + "_sum")) / n, 2) if n else None
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds the process has used (user + system, all threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds the process has used (user + system): all threads, the main thread (the
+    dataflow's Python work), and RocksDB's background threads (flushes and compactions)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"all": 0.0, "main": 0.0, "rocksdb": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (task / "comm").read_text().strip()
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        out["all"] += used
+        if task.name == str(pid):
+            out["main"] += used
+        elif name.startswith("rocksdb"):
+            out["rocksdb"] += used
+    return out
 
 
 def _buckets(snap) -> list[tuple[float, float]]:
@@ -224,8 +241,20 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                                                        - _gauge(prev, "pulse_profiles_written_total"))
                                                       / (t_now - t_prev), 1),
                                 "store_write_ms": _mean_ms(prev, snap, "pulse_store_write_seconds"),
+                                "batches_per_s": round((_gauge(snap, "pulse_store_write_seconds_count")
+                                                        - _gauge(prev, "pulse_store_write_seconds_count"))
+                                                       / (t_now - t_prev), 1),
                                 "timers": _gauge(snap, "pulse_segment_timers_pending"),
-                                "cpu_s": round(cpu_now - cpu_prev, 1)})
+                                # where the CPU went: the main thread, RocksDB's compactions
+                                "cpu_s": round(cpu_now["all"] - cpu_prev["all"], 1),
+                                "cpu_main_s": round(cpu_now["main"] - cpu_prev["main"], 1),
+                                "cpu_rocksdb_s": round(cpu_now["rocksdb"] - cpu_prev["rocksdb"], 1),
+                                # RocksDB's write path (flows.store_stats, refreshed every 10 s)
+                                "store_stall_s": round(_gauge(snap, "pulse_store_stall_seconds")
+                                                       - _gauge(prev, "pulse_store_stall_seconds"), 2),
+                                "level0_files": _gauge(snap, "pulse_store_level0_files"),
+                                "pending_compaction_mb": round(_gauge(snap, "pulse_store_pending_compaction_bytes")
+                                                               / 1e6, 1)})
                 print(json.dumps(windows[-1]), flush=True)
                 prev, t_prev, cpu_prev = snap, t_now, cpu_now
             thread.stop()

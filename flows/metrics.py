@@ -68,6 +68,19 @@ PROFILES_IN_STORE = Gauge(
     "refreshed every few seconds by flows.store_stats",
 )
 STORE_SIZE = Gauge("pulse_store_size_bytes", "Size on disk of the state store directory (RocksDB files)")
+# RocksDB's write path (state.store.StoreHealth), refreshed with the two above: when the
+# store's write time grows, these tell compaction falling behind from anything else.
+STORE_STALL = Gauge("pulse_store_stall_seconds",
+                    "Time RocksDB delayed or stopped writes since the store opened (cumulative)")
+STORE_DELAYED_RATE = Gauge("pulse_store_delayed_write_rate_bytes",
+                           "Rate RocksDB throttles writes to now (bytes/s); 0 when it is not throttling")
+STORE_WRITE_STOPPED = Gauge("pulse_store_write_stopped", "1 while RocksDB stops writes until compaction catches up")
+STORE_COMPACTIONS = Gauge("pulse_store_compactions_running", "RocksDB compactions running now")
+STORE_LEVEL0 = Gauge("pulse_store_level0_files",
+                     "Files in level 0 per column family (writes slow down at state.level0_slowdown)", ["family"])
+STORE_PENDING = Gauge("pulse_store_pending_compaction_bytes",
+                      "Bytes RocksDB estimates compaction still has to rewrite, per column family", ["family"])
+STORE_MEMTABLES = Gauge("pulse_store_memtable_bytes", "Bytes in memtables per column family", ["family"])
 FIELD_ISSUES = Counter(
     "pulse_field_issues_total",
     "Records with a missing or invalid field (field names without array indexes; see "

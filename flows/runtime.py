@@ -91,10 +91,10 @@ def check_recovery(recovery_dir: Path) -> None:
 def open_writer_store(cfg: PulseConfig):
     """The flow's store, refused (and closed) if it is new beside recovery snapshots, or
     if those snapshots are damaged."""
-    from state.store import RocksStore
+    from state.store import RocksStore, StoreOptions
 
     check_recovery(cfg.recovery_dir)
-    store = RocksStore(cfg.store_dir)
+    store = RocksStore(cfg.store_dir, StoreOptions(write_buffer_mb=cfg.state.write_buffer_mb))
     try:
         check_state_consistent(store, cfg.recovery_dir)
     except Exception:

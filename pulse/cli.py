@@ -60,7 +60,7 @@ def cmd_run(cfg: PulseConfig, args: argparse.Namespace) -> int:
     publisher = trigger_publisher(cfg, store, state)
     changelog = changelog_publisher(cfg, store, state)
     port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
-    stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)
+    stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count, health=store.health)
     log.info("processing %s from %s into %s; metrics on http://%s:%d/metrics", cfg.kafka.events_topic,
              cfg.kafka.bootstrap_servers, cfg.store_dir, cfg.processor.metrics_host, port)
     try:
@@ -196,7 +196,7 @@ def cmd_demo(cfg: PulseConfig, args: argparse.Namespace) -> int:
                                       exposures=exposures)
     server.start()
     metrics_port = _start_metrics(cfg.processor.metrics_host, cfg.processor.metrics_port)
-    stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count)
+    stats = start_store_stats(cfg.store_dir, 10.0, estimate_count=store.estimate_count, health=store.health)
     host = cfg.serving.grpc_address.rsplit(":", 1)[0]
     address = f"{host}:{grpc_port}"
     print(

@@ -48,6 +48,7 @@ class StateConfig:
     dir: str = "./pulse-data"
     cache_profiles: int = 100_000  # profiles (and 2x identity links) kept in processor memory
     cache_mb: int = 2048  # estimated memory of the profiles kept in processor memory
+    write_buffer_mb: int = 256  # RocksDB memtable of the profiles column family (up to two)
 
 
 @dataclass(frozen=True)
@@ -315,6 +316,7 @@ def _validate(cfg: PulseConfig, where_of) -> None:
         ("kafka", "topic_partitions", cfg.kafka.topic_partitions >= 1, "must be at least 1"),
         ("state", "cache_profiles", cfg.state.cache_profiles >= 100, "must be at least 100"),
         ("state", "cache_mb", cfg.state.cache_mb >= 16, "must be at least 16"),
+        ("state", "write_buffer_mb", 4 <= cfg.state.write_buffer_mb <= 4096, "must be between 4 and 4096"),
         ("privacy", "default_consent", cfg.privacy.default_consent in ("opt-in", "opt-out"),
          "must be \"opt-in\" or \"opt-out\""),
         ("privacy", "dedupe_horizon_hours", cfg.privacy.dedupe_horizon_hours > 0, "must be positive"),

@@ -13,8 +13,8 @@ from flows.store_stats import StoreStats, directory_size, start_store_stats
 from state.store import RocksStore
 
 
-def gauge(name: str) -> float:
-    return REGISTRY.get_sample_value(name)
+def gauge(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {})
 
 
 def test_directory_size_counts_files_recursively(tmp_path):
@@ -71,5 +71,22 @@ def test_against_a_real_rocksdb_store(tmp_path):
         stats.stop()
         assert gauge("pulse_store_size_bytes") > 0  # RocksDB's own files
         assert gauge("pulse_profiles_in_store") == 0
+    finally:
+        store.close()
+
+
+def test_the_write_path_gauges_follow_rocksdb(tmp_path):
+    store = RocksStore(tmp_path / "store")
+    try:
+        for i in range(50):
+            store.raw_apply([("profiles", b"p%d" % i, b"x" * 2000)])
+        store._cfs["profiles"].flush()  # one file in level 0 of the profiles family
+        StoreStats(store.path, 60, health=store.health).refresh()
+        assert gauge("pulse_store_level0_files", {"family": "profiles"}) == 1
+        assert gauge("pulse_store_level0_files", {"family": "default"}) == 0
+        assert gauge("pulse_store_memtable_bytes", {"family": "profiles"}) > 0  # an empty memtable has a size
+        assert gauge("pulse_store_write_stopped") == 0
+        assert gauge("pulse_store_delayed_write_rate_bytes") == 0
+        assert gauge("pulse_store_stall_seconds") == 0
     finally:
         store.close()

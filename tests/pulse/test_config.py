@@ -48,6 +48,7 @@ def test_config_file_from_env_variable(tmp_path):
         ('[kafka]\ncreate_topics = "yes"\n', "pulse.toml:2: kafka.create_topics must be true or false"),
         ('[kafka]\nconsumer = 3\n', "pulse.toml:2: kafka.consumer must be a table"),
         ('[state]\ncache_mb = 8\n', "pulse.toml:2: state.cache_mb = 8 must be at least 16"),
+        ('[state]\nwrite_buffer_mb = 2\n', "pulse.toml:2: state.write_buffer_mb = 2 must be between 4 and 4096"),
         ('[processor]\naddresses = "127.0.0.1:2101,127.0.0.1"\n',
          "pulse.toml:2: processor.addresses = '127.0.0.1:2101,127.0.0.1': '127.0.0.1' is not host:port"),
         ('[processor]\naddresses = "a:1,a:1"\n', "pulse.toml:2: processor.addresses = 'a:1,a:1': an address is listed twice"),

@@ -6,7 +6,7 @@ import pytest
 
 from operators.profile import Profile
 from state.codec import StateCodecError, encode_profile
-from state.store import MemoryStore, RocksReader, RocksStore, StoreError, StoreNotReady
+from state.store import MemoryStore, RocksReader, RocksStore, StoreError, StoreNotReady, StoreOptions
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
@@ -180,3 +180,13 @@ def test_a_damaged_store_is_refused_naming_the_path_and_what_to_do(tmp_path):
     with pytest.raises(StoreError) as err:
         RocksStore(tmp_path / "store")
     assert str(tmp_path / "store") in str(err.value) and "pulse replay" in str(err.value)
+
+
+def test_the_writer_opens_the_profiles_family_with_the_configured_memtable(tmp_path):
+    store = RocksStore(tmp_path / "store", StoreOptions(write_buffer_mb=8))
+    store.close()
+    options = max((tmp_path / "store").glob("OPTIONS-*")).read_text()
+    section = options.split('[CFOptions "profiles"]')[1].split("[TableOptions")[0]
+    assert "write_buffer_size=8388608" in section
+    default = options.split('[CFOptions "default"]')[1].split("[TableOptions")[0]
+    assert "write_buffer_size=67108864" in default  # the default family keeps RocksDB's 64 MB
