@@ -70,8 +70,8 @@ PROFILES_IN_STORE = Gauge(
 STORE_SIZE = Gauge("pulse_store_size_bytes", "Size on disk of the state store directory (RocksDB files)")
 # RocksDB's write path (state.store.StoreHealth), refreshed with the two above: when the
 # store's write time grows, these tell compaction falling behind from anything else.
-STORE_STALL = Gauge("pulse_store_stall_seconds",
-                    "Time RocksDB delayed or stopped writes since the store opened (cumulative)")
+STORE_STALL = Counter("pulse_store_stall_seconds",
+                      "Time RocksDB delayed or stopped the processor's store writes (compaction behind)")
 STORE_DELAYED_RATE = Gauge("pulse_store_delayed_write_rate_bytes",
                            "Rate RocksDB throttles writes to now (bytes/s); 0 when it is not throttling")
 STORE_WRITE_STOPPED = Gauge("pulse_store_write_stopped", "1 while RocksDB stops writes until compaction catches up")

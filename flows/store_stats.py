@@ -57,6 +57,7 @@ class StoreStats:
         self.interval = interval
         self._estimate_count = estimate_count
         self._health = health
+        self._stall_seen = 0.0  # RocksDB's cumulative stall seconds already counted
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pulse-store-stats", daemon=True)
         self._last_error: str | None = None
@@ -68,7 +69,7 @@ class StoreStats:
             if self._estimate_count is not None:
                 m.PROFILES_IN_STORE.set(self._estimate_count())
             if self._health is not None:
-                _set_health(self._health())
+                self._set_health(self._health())
         except Exception as exc:  # a store being closed or reopened: report once, keep going
             text = f"{type(exc).__name__}: {exc}"
             if text != self._last_error:
@@ -96,9 +97,14 @@ class StoreStats:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def _set_health(self, h: StoreHealth) -> None:
+        if h.stall_seconds > self._stall_seen:
+            m.STORE_STALL.inc(h.stall_seconds - self._stall_seen)
+        self._stall_seen = h.stall_seconds  # lower after the store was reopened: count from there
+        _set_gauges(h)
 
-def _set_health(h: StoreHealth) -> None:
-    m.STORE_STALL.set(h.stall_seconds)
+
+def _set_gauges(h: StoreHealth) -> None:
     m.STORE_DELAYED_RATE.set(h.delayed_write_rate)
     m.STORE_WRITE_STOPPED.set(int(h.write_stopped))
     m.STORE_COMPACTIONS.set(h.compactions_running)

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from flows import metrics as m
 from flows.store_stats import StoreStats, directory_size, start_store_stats
-from state.store import RocksStore
+from state.store import RocksStore, StoreHealth
 
 
 def gauge(name: str, labels: dict[str, str] | None = None) -> float:
@@ -87,6 +87,20 @@ def test_the_write_path_gauges_follow_rocksdb(tmp_path):
         assert gauge("pulse_store_memtable_bytes", {"family": "profiles"}) > 0  # an empty memtable has a size
         assert gauge("pulse_store_write_stopped") == 0
         assert gauge("pulse_store_delayed_write_rate_bytes") == 0
-        assert gauge("pulse_store_stall_seconds") == 0
     finally:
         store.close()
+
+
+def test_rocksdb_stall_time_is_counted_once_and_across_a_reopened_store(tmp_path):
+    readings = iter([0.0, 1.5, 1.5, 4.0, 0.5, 2.0])  # cumulative; the store reopened before 0.5
+
+    def health() -> StoreHealth:
+        return StoreHealth(stall_seconds=next(readings), delayed_write_rate=0, write_stopped=False,
+                           compactions_running=0, level0_files={}, pending_compaction_bytes={}, memtable_bytes={})
+    stats = StoreStats(tmp_path, 60, health=health)
+    before = gauge("pulse_store_stall_seconds_total")
+    counted = []
+    for _ in range(6):
+        stats.refresh()
+        counted.append(gauge("pulse_store_stall_seconds_total") - before)
+    assert counted == [0.0, 1.5, 1.5, 4.0, 4.0, 5.5]

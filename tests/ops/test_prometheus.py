@@ -284,6 +284,11 @@ def test_store_and_data_quality_series_are_fed(stack):
     # By now the stack has run for several seconds: the series are there or not wired.
     wait_for(lambda: (prom.value(f"pulse_store_size_bytes{job}") or 0) > 0, 5, "pulse_store_size_bytes > 0")
     wait_for(lambda: (prom.value(f"pulse_profiles_in_store{job}") or 0) >= 0, 5, "pulse_profiles_in_store")
+    # RocksDB's write path: memtables always have a size; level-0 files and stalls are counted
+    family = '{job="pulse-processor",family="profiles"}'
+    wait_for(lambda: (prom.value(f"pulse_store_memtable_bytes{family}") or 0) > 0, 5, "pulse_store_memtable_bytes")
+    assert prom.value(f"pulse_store_level0_files{family}") is not None, "pulse_store_level0_files"
+    assert prom.value(f"pulse_store_stall_seconds_total{job}") is not None, "pulse_store_stall_seconds_total"
     issues = f'sum(pulse_field_issues_total{{job="pulse-processor",issue=~"missing|invalid"}})'
     first = wait_for(lambda: prom.value(issues), 5, "pulse_field_issues_total")
     wait_for(lambda: (prom.value(issues) or 0) > first, 10, "pulse_field_issues_total to increase")
