@@ -93,7 +93,8 @@ def test_dashboard_covers_what_ops_watch():
                    "pulse_processing_latency_seconds_bucket", "pulse_events_invalid_total",
                    "pulse_profiles_in_store", "pulse_store_size_bytes", "pulse_rpc_latency_seconds_bucket",
                    "pulse_rpc_requests_total", "pulse_source_errors_total", "pulse_field_issues_total",
-                   "pulse_volume_ratio", "pulse_build_info"):
+                   "pulse_volume_ratio", "pulse_build_info", "pulse_store_stall_seconds_total",
+                   "pulse_store_level0_files"):
         assert series in exprs, series
     rpc_latency = [e for _t, e in dashboard_exprs() if "pulse_rpc_latency_seconds_bucket" in e]
     assert {"0.5", "0.99"} <= {re.search(r"histogram_quantile\(([\d.]+)", e).group(1) for e in rpc_latency}
