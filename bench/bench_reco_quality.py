@@ -43,7 +43,8 @@ from collections import defaultdict
 import orjson
 
 from flows.learning import Learner
-from flows.profile_flow import IdentityRouter, ProfileLogic, parse_batch
+from flows.parse import parse_batch
+from flows.profile_flow import IdentityRouter, ProfileLogic
 from flows.records import RawRecord
 from flows.runtime_state import ProcessorState
 from operators.models import Models, ModelsConfig, roc_auc

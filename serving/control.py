@@ -2,7 +2,7 @@
 
 A request is one record: key = the typed alias (UTF-8), value = orjson
 ``{"command": "erase", "alias": "<alias>", "request_id": "<id>"}`` (the shape
-``flows.profile_flow.parse_control`` reads). ``ControlPublisher.erase`` returns once the
+``flows.parse.parse_control`` reads). ``ControlPublisher.erase`` returns once the
 broker has acknowledged the record; the idempotent producer never writes it twice, and
 a repeated request is harmless anyway (erasing an erased profile changes nothing).
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from flows.profile_flow import parse_control
+from flows.parse import parse_control
 from flows.records import EraseRequest, RawRecord
 from serving import ControlPublisher, ControlUnavailable
 from state.store import MemoryStore
