@@ -51,7 +51,8 @@ from operators.models import Models, ModelsConfig, roc_auc
 from operators.profile import Policy
 from operators.reco import MatrixFactorization
 from operators.synthetic_prefs import PreferenceClickstream
-from serving.recommend import POPULAR, RecommendParams, build_index, recommend
+from serving.item_index import build_index
+from serving.recommend import POPULAR, RecommendParams, recommend
 from state.store import MemoryStore
 
 START_MS = 1_796_205_600_000

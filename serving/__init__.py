@@ -20,16 +20,14 @@ from serving.errors import (
 from serving.lookup import MAX_USER_ID_CHARS, check_optional_user_id, check_user_id, find_profile, typed_alias
 from serving.metrics import MetricsEndpoint, start_metrics_endpoint
 from serving.profiles import profile_to_proto, write_profile
+from serving.item_index import EMPTY_INDEX, ItemIndex, build_index
 from serving.recommend import (
-    EMPTY_INDEX,
-    ItemIndex,
     PersonalStrategy,
     PopularStrategy,
     Recommendations,
     Recommended,
     RecommendParams,
     Strategy,
-    build_index,
     choose_strategy,
     recommend,
 )

@@ -33,7 +33,7 @@ import orjson
 from operators.items import READABLE_VERSIONS
 from serving.errors import StoreUnavailable
 from serving.hybrid import ItemExtras
-from serving.recommend import NO_CATEGORY, ItemIndex, make_index
+from serving.item_index import NO_CATEGORY, ItemIndex, make_index
 from state.codec import StateCodecError
 from state.store import StoreNotReady, item_key
 

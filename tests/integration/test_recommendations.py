@@ -14,7 +14,7 @@ import pytest
 
 from operators.items import HALF_LIFE_MS, TREND_HALF_LIFE_MS, ItemStats
 from proto.pulse.v1 import pulse_pb2
-from serving.recommend import TREND_BLEND
+from serving.item_index import TREND_BLEND
 from tests.integration.test_pipeline import PulsePair, produce, wait_for
 
 pytestmark = pytest.mark.kafka

@@ -14,7 +14,7 @@ import numpy as np
 from operators.items import ItemStats
 from serving import LiveItemIndex, StoreUnavailable
 from serving.catalog import IncrementalItems
-from serving.recommend import build_index
+from serving.item_index import build_index
 from state.codec import StateCodecError, encode_item
 from state.store import MemoryStore, item_key
 from tests.serving.conftest import put_items

@@ -13,15 +13,14 @@ import pytest
 from operators.items import HALF_LIFE_MS, TREND_HALF_LIFE_MS, ItemStats
 from operators.profile import Policy, Profile
 from serving.hybrid import COLD, COLLABORATIVE, CONTENT, co_occurrence_scores, strongest_sources
+from serving.item_index import TREND_BLEND, build_index
 from serving.recommend import (
     CONTEXT_BOOST,
     HYBRID,
     PERSONAL,
     POPULAR,
-    TREND_BLEND,
     Recommendations,
     RecommendParams,
-    build_index,
     recommend,
     recommend_exhaustive,
 )

@@ -11,13 +11,12 @@ import pytest
 
 from operators.items import HALF_LIFE_MS, ItemStats
 from operators.profile import Policy, Profile
+from serving.item_index import EMPTY_INDEX, build_index
 from serving.recommend import (
-    EMPTY_INDEX,
     PERSONAL,
     POPULAR,
     Recommendations,
     RecommendParams,
-    build_index,
     choose_strategy,
     recommend,
     recommend_exhaustive,
