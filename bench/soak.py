@@ -249,7 +249,8 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                                 "cpu_s": round(cpu_now["all"] - cpu_prev["all"], 1),
                                 "cpu_main_s": round(cpu_now["main"] - cpu_prev["main"], 1),
                                 "cpu_rocksdb_s": round(cpu_now["rocksdb"] - cpu_prev["rocksdb"], 1),
-                                # RocksDB's write path (flows.store_stats, refreshed every 10 s)
+                                # RocksDB's write path (flows.store_stats, refreshed every 10 s; both
+                                # column families summed)
                                 "store_stall_s": round(_gauge(snap, "pulse_store_stall_seconds_total")
                                                        - _gauge(prev, "pulse_store_stall_seconds_total"), 2),
                                 "level0_files": _gauge(snap, "pulse_store_level0_files"),

@@ -80,7 +80,7 @@ STORE_DELAYED_RATE = Gauge("pulse_store_delayed_write_rate_bytes",
 STORE_WRITE_STOPPED = Gauge("pulse_store_write_stopped", "1 while RocksDB stops writes until compaction catches up")
 STORE_COMPACTIONS = Gauge("pulse_store_compactions_running", "RocksDB compactions running now")
 STORE_LEVEL0 = Gauge("pulse_store_level0_files",
-                     "Files in level 0 per column family (writes slow down at state.level0_slowdown)", ["family"])
+                     "Files in level 0 per column family (RocksDB slows writes down at 20 and stops them at 36)", ["family"])
 STORE_PENDING = Gauge("pulse_store_pending_compaction_bytes",
                       "Bytes RocksDB estimates compaction still has to rewrite, per column family", ["family"])
 STORE_MEMTABLES = Gauge("pulse_store_memtable_bytes", "Bytes in memtables per column family", ["family"])

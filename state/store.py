@@ -274,8 +274,9 @@ class StoreOptions:
     ``write_buffer_mb``: the memtable of the profiles family. Profile records are rewritten
     whole on every change, and every level-0 compaction merges into a base level that holds
     every profile: larger memtables mean fewer, larger level-0 files and fewer rewrites of
-    that level (``bench.bench_store``: flush and compaction CPU 12.2 -> 5.3 s for the same
-    writes, 64 -> 256 MB). RocksDB keeps up to two of them (one being flushed).
+    that level (``bench.bench_store``, 2026-12-05: flush and compaction CPU 11.2 -> 4.8 s for
+    the same writes, 64 -> 256 MB; WriteBatch time unchanged). RocksDB keeps up to two of
+    them (one being flushed).
     No blob files (key-value separation), which would cut rewrites further: RocksDB does not
     support them with secondary instances, which is how ``pulse serve`` reads this store."""
 
