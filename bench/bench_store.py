@@ -28,7 +28,7 @@ store's size. Compared with RocksDB's defaults measured in the same run (ratios)
 from __future__ import annotations
 
 import argparse
-import bisect
+import itertools
 import json
 import random
 import sys
@@ -78,15 +78,6 @@ def value(size: int, rng: random.Random) -> bytes:
     return (b"{" + b",".join(parts))[: max(0, size - 1)] + b"}"
 
 
-def _popularity(profiles: int, skew: float) -> list[float]:
-    weights = [(rank + 1) ** -skew for rank in range(profiles)]
-    total, acc, cum = sum(weights), 0.0, []
-    for w in weights:
-        acc += w / total
-        cum.append(acc)
-    return cum
-
-
 def _compaction_sum(stats: str) -> tuple[float, float]:
     """Write(GB) and CompMergeCPU(sec) of the "Sum" row in RocksDB's per-family compaction
     statistics (``rocksdb.cfstats``): flushes and compactions of every level."""
@@ -103,7 +94,8 @@ def _compaction_sum(stats: str) -> tuple[float, float]:
 def run_config(name: str, options, profiles: int, seconds: float, rate_mb: float, batch: int, skew: float) -> dict:
     rng = random.Random(11)
     sizes = record_sizes(profiles)
-    cum = _popularity(profiles, skew)
+    ranks = range(profiles)
+    cum = list(itertools.accumulate((rank + 1) ** -skew for rank in ranks))  # popularity, cumulated
     pool = {}  # a few values per size class, reused: generating bytes is not what is measured
 
     def payload(size: int) -> bytes:
@@ -136,10 +128,8 @@ def run_config(name: str, options, profiles: int, seconds: float, rate_mb: float
                 if now < due:
                     time.sleep(min(due - now, 0.05))
                     continue
-                rows = []
-                for _ in range(batch):
-                    r = min(profiles - 1, bisect.bisect_left(cum, rng.random()))
-                    rows.append((PROFILES_CF, b"p%08d" % r, payload(sizes[r])))
+                rows = [(PROFILES_CF, b"p%08d" % r, payload(sizes[r]))
+                        for r in rng.choices(ranks, cum_weights=cum, k=batch)]
                 t = time.perf_counter()
                 store.raw_apply(rows)
                 times.append(time.perf_counter() - t)

@@ -19,7 +19,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from flows.changelog import split_record_key
-from state.store import RocksStore, StoreNotReady, meta_key
+from state.store import RocksStore, StoreNotReady, StoreOptions, meta_key
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,10 @@ OFFSET_META = "replica_offset/"  # + partition: the next offset to read
 
 class ChangelogReplica:
     def __init__(self, path: str | Path, bootstrap_servers: str, topic: str,
-                 consumer_config: dict | None = None, *, poll_s: float = 0.05, batch: int = 2000) -> None:
+                 consumer_config: dict | None = None, *, poll_s: float = 0.05, batch: int = 2000,
+                 store_options: StoreOptions = StoreOptions()) -> None:
         self.path = Path(path)
-        self._store = RocksStore(self.path)
+        self._store = RocksStore(self.path, store_options)
         self._topic = topic
         self._consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"pulse-replica-{self.path}",
                                    "enable.auto.commit": "false", "enable.partition.eof": "false",

@@ -51,7 +51,7 @@ from serving.segments import list_members, write_segments
 from serving.tls import bind_port, server_credentials
 from serving.recommend import DEFAULT_MAX_PER_CATEGORY, recommend
 from serving.recommendations import params_from_request, write_recommendations
-from state.store import ProfileReader, RocksReader
+from state.store import ProfileReader, RocksReader, StoreOptions
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +400,8 @@ def _serve_until(config: PulseConfig, secondary: Path, own_secondary: bool, grac
         from serving.replica import ChangelogReplica
 
         replica_dir = sc.replica_dir or str(Path(config.state.dir) / "replica")
-        reader = ChangelogReplica(replica_dir, k.bootstrap_servers, k.changelog_topic, dict(k.consumer))
+        reader = ChangelogReplica(replica_dir, k.bootstrap_servers, k.changelog_topic, dict(k.consumer),
+                                  store_options=StoreOptions(write_buffer_mb=config.state.write_buffer_mb))
         log.info("serving a replica of the changelog %r in %s", k.changelog_topic, replica_dir)
     else:
         reader = RocksReader(config.store_dir, secondary)
