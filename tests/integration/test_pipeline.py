@@ -222,30 +222,37 @@ def test_event_on_kafka_reaches_get_profile_and_bad_event_reaches_dlq(kafka_boot
 HISTORY_FIELDS = ("version", "merged_from")
 
 
-def run_and_kill(env: dict[str, str], log: Path, metrics_url: str, kill_after: int) -> tuple[float, float]:
-    """`pulse run` until it has applied ``kill_after`` events, then SIGKILL; returns how
-    many records it had replayed (skipped as already applied) and applied by then."""
-    proc = Pulse(["run"], env, log)
+def run_and_kill(env: dict[str, str], log: Path, metrics_url: str, kill_after: int,
+                 args: tuple[str, ...] = ("run",)) -> tuple[float, float, bool]:
+    """`pulse <args>` until it has applied ``kill_after`` events, then SIGKILL; returns how
+    many records it had replayed (skipped as already applied) and applied by then, and
+    whether it ended by itself first (``--exit-at-end`` reaching the end of the stream)."""
+    proc = Pulse(list(args), env, log)
+    seen: dict[str, float] = {"applied": 0.0, "replayed": 0.0}
 
     def counts() -> dict[str, float]:
         return {o: metric(metrics_url, f'pulse_events_out_total{{outcome="{o}"}}') for o in ("applied", "replayed")}
 
     def progressed():
+        if proc.proc.poll() is not None:
+            return True
         try:
-            return counts()["applied"] >= kill_after
+            seen.update(counts())
         except OSError:
             return False
+        return seen["applied"] >= kill_after
 
     try:
         wait_for(progressed, 120, f"{kill_after} events applied before the kill", interval=0.01)
     except AssertionError as exc:
-        now = counts()
         proc.stop(signal.SIGKILL)
-        raise AssertionError(f"{exc}; counts {now}; log:\n{proc.text()[-2000:]}") from None
-    now = counts()
+        raise AssertionError(f"{exc}; counts {seen}; log:\n{proc.text()[-2000:]}") from None
+    # Killed on the counts that decided it (a second scrape would let it run on meanwhile).
     proc.stop(signal.SIGKILL)
-    assert proc.proc.returncode == -signal.SIGKILL
-    return now["replayed"], now["applied"]
+    if proc.proc.returncode == 0:
+        return seen["replayed"], seen["applied"], True
+    assert proc.proc.returncode == -signal.SIGKILL, proc.text()[-2000:]
+    return seen["replayed"], seen["applied"], False
 
 
 def points(stream_events: int) -> list[int]:
@@ -255,15 +262,24 @@ def points(stream_events: int) -> list[int]:
     return sorted(rng.sample(range(1_000, stream_events), int(os.environ.get("PULSE_TEST_KILLS", "20"))))
 
 
-def crash_repeatedly(env: dict[str, str], tmp_path: Path, metrics_url: str, stream_events: int) -> float:
-    """SIGKILL `pulse run` at each of ``points``, restarting it each time; returns the
-    records the runs re-read and skipped. A point is a number of events applied in all,
-    so a run re-reading what an earlier one applied does not move it."""
+def crash_repeatedly(env: dict[str, str], tmp_path: Path, metrics_url: str, stream_events: int,
+                     args: tuple[str, ...] = ("run",)) -> tuple[float, int]:
+    """SIGKILL `pulse <args>` at each of ``points``, restarting it each time; returns the
+    records the runs re-read and skipped, and how many runs were killed. A point is a
+    number of events applied in all, so a run re-reading what an earlier one applied does
+    not move it. The count can fall behind the stream (what a run applies between the
+    last scrape and the kill is not counted): with ``--exit-at-end`` a run may then reach
+    the end first, which ends the series."""
     replayed = applied = 0.0
+    kills = 0
     for n, point in enumerate(points(stream_events)):
-        skipped, done = run_and_kill(env, tmp_path / f"crash-{n}.log", metrics_url, max(1, int(point - applied)))
+        skipped, done, ended = run_and_kill(env, tmp_path / f"crash-{n}.log", metrics_url,
+                                            max(1, int(point - applied)), args)
         replayed, applied = replayed + skipped, applied + done
-    return replayed
+        if ended:
+            break
+        kills += 1
+    return replayed, kills
 
 
 def all_profiles(state_dir: Path) -> dict:
@@ -296,7 +312,8 @@ def test_sigkill_mid_stream_then_restart_equals_a_run_without_crash(kafka_bootst
     # re-reads and skips).
     crashy = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "crashy", PULSE_PROCESSOR_METRICS_PORT=str(port))
     url = f"http://127.0.0.1:{port}/metrics"
-    replayed = crash_repeatedly(crashy, tmp_path, url, 50_000)
+    replayed, kills = crash_repeatedly(crashy, tmp_path, url, 50_000)
+    assert kills == len(points(50_000))  # tailing: no run ends by itself
     final = Pulse(["run", "--exit-at-end"], crashy, tmp_path / "final.log")
     assert final.wait(300) == 0, final.text()[-3000:]
     replayed += int(re.search(r"replayed=(\d+)", final.text()).group(1))
