@@ -5,7 +5,6 @@ ListSegmentMembers over gRPC, segment metrics; and exactly-once triggers across 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import grpc
 import orjson
