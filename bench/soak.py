@@ -19,6 +19,11 @@ throughput, watching latency and memory.
    busiest add-to-cart series at ~1,100 of up to 3,600 buckets, and they kept growing
    through the soak, with the cost per event). Longer windows use minute or hour buckets
    and grow by one bucket per minute at most.
+   With ``--settle M``, live events then arrive at ``--settle-share`` of the warm-up's
+   last rate until M minutes after the backlog's first event time, so that what falls
+   due only later (profiles leaving a 2-hour window: M = 122 puts the maximum and the
+   soak inside that wave, as in production, where it never stops) is part of the load
+   measured; without it the maximum is measured on a lighter load than the soak gets.
 2. Maximum: live events are offered faster than they can be applied (``--offer``,
    4,000/s) for ``--probe`` seconds (60); the rate at which the processor applies them
    over the last two thirds is the maximum — measured while the producer and the broker
@@ -154,7 +159,8 @@ def _window_quantiles(before, after) -> tuple[float | None, float | None]:
 
 
 def run(minutes: float, share: float, users: int, burst: int, sample_s: float, warmup_min: float,
-        probe_s: float = 60.0, offer: float = 4000.0, span_min: float = 60.0) -> dict:
+        probe_s: float = 60.0, offer: float = 4000.0, span_min: float = 60.0, settle_min: float = 0.0,
+        settle_share: float = 0.6) -> dict:
     from confluent_kafka import Producer
 
     from tests.integration.test_pipeline import free_port
@@ -172,6 +178,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
         gen = ClickstreamGenerator(seed=9, users=users, invalid_rate=0.002)
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": "20"})
         now = int(time.time() * 1000)
+        t_backlog = now / 1000  # the backlog's last event time (its first: span_ms earlier)
         span_ms = max(burst, int(span_min * 60_000))  # at least 1 ms apart
         produce_all(producer, topic, (gen.next_record(now - span_ms + i * span_ms // burst) for i in range(burst)),
                     on_each=lambda n: producer.poll(0) if n % 10_000 == 0 else None)
@@ -182,12 +189,39 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                                 stderr=subprocess.STDOUT)
         try:
             # 1. warm-up: the backlog is applied (profiles get a history, the cache fills).
+            t_start = time.monotonic()
             limit_s = max(900.0, burst / 400)
             deadline = time.monotonic() + limit_s
-            while _out(url) < 0.99 * burst:
+            mark = None  # (time, records done) when 80% of the backlog was done
+            while (done := _out(url)) < 0.99 * burst:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the backlog was not applied in {limit_s / 60:.0f} minutes")
+                if mark is None and done >= 0.8 * burst:
+                    mark = (time.monotonic(), done)
                 time.sleep(0.5)
+            warm_end = time.monotonic()
+            # The warm-up's rate over its last fifth (the cost per event rises as it goes).
+            warm_rate = (done - mark[1]) / max(1e-3, warm_end - mark[0]) if mark else done / (warm_end - t_start)
+            # 1b. settle: live events at a moderate rate until ``settle_min`` minutes after the
+            # backlog's first event time, so that the instants at which the backlog's
+            # profiles leave a 2-hour window (``cart_abandoned_30m`` reads
+            # ``count(add_to_cart, 2h)``: about every profile with a cart) fall due while
+            # the maximum and the soak are measured. Before the first of them, 2 hours after
+            # the backlog's first event, no such timer falls due at all, and a maximum
+            # measured then lacks a load the processor carries in production: the three
+            # soaks of 2026-12-05 stepped to full load 117-121 minutes after their
+            # backlog's first event time, whatever minute of the soak that was.
+            settle_until = t_backlog + settle_min * 60 - span_ms / 1000
+            settled = 0
+            if time.time() < settle_until:
+                pre = Paced(producer, topic, gen, max(50.0, settle_share * warm_rate))
+                pre.start()
+                print(f"warm-up applied in {(warm_end - t_start) / 60:.1f} min; settling at {pre.rate:,.0f} events/s "
+                      f"for {(settle_until - time.time()) / 60:.1f} min", flush=True)
+                while time.time() < settle_until:
+                    time.sleep(1.0)
+                pre.stop()
+                settled = pre.sent
             # 2. the maximum: live events offered faster than they can be applied, so the
             # processor runs flat out while the producer and the broker load the machine
             # as they do during the soak; measured over the last two thirds of ``probe_s``.
@@ -199,7 +233,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
             maximum = (_out(url) - before) / (time.monotonic() - t_before)
             offered.stop()
             drain_deadline = time.monotonic() + 900
-            while _out(url) < burst + offered.sent - 0.01 * offered.sent:
+            while _out(url) < burst + settled + offered.sent - 0.01 * offered.sent:
                 if time.monotonic() > drain_deadline:
                     raise RuntimeError("the probe's backlog was not applied in 15 minutes")
                 time.sleep(0.5)
@@ -245,6 +279,13 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                                                         - _gauge(prev, "pulse_store_write_seconds_count"))
                                                        / (t_now - t_prev), 1),
                                 "timers": _gauge(snap, "pulse_segment_timers_pending"),
+                                # profiles woken by their timer, and read from the store (not in memory)
+                                "time_visits_per_s": round((_gauge(snap, "pulse_segment_time_visits_total")
+                                                            - _gauge(prev, "pulse_segment_time_visits_total"))
+                                                           / (t_now - t_prev), 1),
+                                "loads_per_s": round((_gauge(snap, "pulse_profile_loads_total")
+                                                      - _gauge(prev, "pulse_profile_loads_total"))
+                                                     / (t_now - t_prev), 1),
                                 # where the CPU went: the main thread, RocksDB's compactions
                                 "cpu_s": round(cpu_now["all"] - cpu_prev["all"], 1),
                                 "cpu_main_s": round(cpu_now["main"] - cpu_prev["main"], 1),
@@ -276,6 +317,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
     med = lambda xs: xs[len(xs) // 2] if xs else None  # noqa: E731
     applied = sum(w["events_per_s"] for w in steady) / len(steady)
     return {"maximum_events_per_s": maximum, "rate": rate, "minutes": minutes, "windows": windows,
+            "settled_events": settled, "settle_min": settle_min,
             "applied_per_s_after_warmup": applied,
             "rss_after_warmup_mb": rss_start, "rss_end_mb": rss_end,
             "rss_growth": (rss_end - rss_start) / rss_start,
@@ -297,12 +339,18 @@ def main(argv: list[str] | None = None) -> int:
                          "is drained before the soak)")
     ap.add_argument("--span", type=float, default=60.0,
                     help="minutes of event time the backlog's events are spread over")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="minutes after the backlog's first event time before the maximum is measured, with "
+                         "live events at --settle-share of the warm-up's last rate meanwhile (0: none); "
+                         "e.g. 122: the backlog's events are then leaving their 2-hour windows")
+    ap.add_argument("--settle-share", type=float, default=0.6)
     args = ap.parse_args(argv)
     # Stop cleanly (the processor and the broker too) on SIGTERM, and on SIGINT even when
     # started in the background, where the shell ignores it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit("soak: terminated"))
-    r = run(args.minutes, args.share, args.users, args.burst, args.sample, args.warmup, args.probe, args.offer, args.span)
+    r = run(args.minutes, args.share, args.users, args.burst, args.sample, args.warmup, args.probe, args.offer, args.span,
+            args.settle, args.settle_share)
     growth_ok = r["rss_growth"] < 0.10
     p99_ok = (r["p99_first_third_s"] is not None and r["p99_last_third_s"] is not None
               and r["p99_last_third_s"] <= 2 * max(r["p99_first_third_s"], 0.01))

@@ -35,6 +35,9 @@ STORE_WRITE = Histogram(
 )
 PROFILES_WRITTEN = Counter("pulse_profiles_written_total", "Profile records written to the store")
 PROFILES_IN_MEMORY = Gauge("pulse_profiles_in_memory", "Profiles currently held in processor memory")
+PROFILE_LOADS = Counter("pulse_profile_loads_total",
+                        "Profile reads from the store: profiles not in processor memory (cache misses), "
+                        "found or not")
 PROFILE_CACHE_BYTES = Gauge("pulse_profile_cache_bytes",
                             "Estimated process memory of the profiles held in memory (bounded by state.cache_mb)")
 DLQ_PUBLISHED = Counter("pulse_dlq_published_total", "Records written to the dead-letter sink")
@@ -115,6 +118,9 @@ LATE_EVENTS = Counter("pulse_late_events_total",
 LATE_APPLIED = LATE_EVENTS.labels("applied")
 LATE_DROPPED = LATE_EVENTS.labels("too_late")
 TIMERS_PENDING = Gauge("pulse_segment_timers_pending", "Profiles waiting for a time-caused segment check")
+TIME_VISITS = Counter("pulse_segment_time_visits_total",
+                      "Profiles woken by a timer (an instant at which time alone may change a membership "
+                      "or a model label) and evaluated there")
 OUTBOX_DEPTH = Gauge("pulse_outbox_depth", "Triggers written to the store's outbox and not yet acknowledged by Kafka")
 TRIGGERS_PUBLISHED = Counter("pulse_triggers_published_total", "Triggers acknowledged by the triggers topic")
 TRIGGER_PUBLISH_LATENCY = Histogram(

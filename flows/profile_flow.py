@@ -334,7 +334,10 @@ class ProfileLogic:
         # its own instant, and an event of a deferred profile first advances it to its
         # watermark). When every source has ended, all of them, so none is left behind.
         limit = None if clocks.all_finished() else TIMERS_PER_BATCH
-        for pid in st.timers.due(floor, limit):
+        due = st.timers.due(floor, limit)
+        if due:
+            m.TIME_VISITS.inc(len(due))
+        for pid in due:
             profile = st.profiles.get(pid)
             if profile is None:
                 self._unschedule(pid, write)

@@ -82,6 +82,7 @@ class ProfileCache:
         if pid in entries:
             entries.move_to_end(pid)
             return entries[pid]
+        m.PROFILE_LOADS.inc()
         profile = self._store.get(pid)
         entries[pid] = profile
         self._trim()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import orjson
+from prometheus_client import REGISTRY
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
@@ -58,7 +59,10 @@ def test_a_purchase_labels_1_at_once_and_a_quiet_horizon_labels_0_by_timer():
         # Another user moves the partition's event time past b's 30 minutes.
         ev(4, "page_view", "c", T0 + 40 * MIN),
     ]
+    visits = REGISTRY.get_sample_value("pulse_segment_time_visits_total")
     run(store, records(docs))
+    # c's event moved time past b's horizon and a's second one: each woken once.
+    assert REGISTRY.get_sample_value("pulse_segment_time_visits_total") - visits == 2
     got = status(store)["propensity"]
     # a: the purchase decided a's first example (1) and started a second one, whose horizon
     # passed at T0 + 35 m (0, by the timer); b: the horizon passed (0); c's is pending.

@@ -116,3 +116,18 @@ def test_a_cache_stuck_over_its_bound_trims_again_once_it_grew_by_half():
         sizes.append(len(cache))
     assert max(sizes) <= 150 + 150 // 2 + 1  # not unbounded: the unpinned loads go again
     assert min(sizes[100:]) >= 150  # the pinned ones stay
+
+
+def test_reads_from_the_store_are_counted_as_loads_and_hits_are_not():
+    from prometheus_client import REGISTRY
+
+    def loads() -> float:
+        return REGISTRY.get_sample_value("pulse_profile_loads_total")
+
+    cache = ProfileCache(filled(3), capacity=100)
+    before = loads()
+    cache.get("user:0")
+    cache.get("user:0")  # in memory now
+    cache.get_or_create("user:new")  # not stored: a read all the same
+    cache.get("user:1")
+    assert loads() - before == 3
