@@ -38,7 +38,14 @@ one gap marker; per process and model, ``retrain_examples`` buffered examples an
 
 A rise of the squared error detected by ADWIN is a drift; ``ModelsConfig.drift_policy``
 says what then happens (``log``: count it; ``reset``: start a fresh model; ``retrain``:
-a fresh model relearns the buffered examples ADWIN kept after its cut).
+a fresh model relearns the buffered examples since ADWIN's cut). There is one detector
+per label: examples resolve out of creation order by label (a purchase decides its
+example at once, a quiet horizon decides many at the instant a timer passes them), so a
+single error stream alternates runs of positives and runs of negatives, whose errors
+differ, and ADWIN took those runs for drifts (on a live stream the default ``reset``
+then reset the propensity model every few seconds). Within one label the order does not
+matter; a changed concept raises the error of either label. A fresh model gets fresh
+detectors: they watch its errors, not its predecessor's.
 
 >>> models = Models(ModelsConfig(propensity_horizon_ms=60_000))
 >>> p = Profile("user:u1")
@@ -262,7 +269,8 @@ class OnlineModel:
         self.spec = spec
         self.config = config
         self.pipeline = _fresh_pipeline(config.learning_rate)
-        self.detector = drift.ADWIN()
+        self.detectors = (drift.ADWIN(), drift.ADWIN())  # squared errors of negatives, of positives
+        self._since_cut = 0  # examples the last drift's retrain set holds (see retrain_set)
         self.window: deque[tuple[bool, float, float]] = deque(maxlen=config.metric_window)  # y, score, log loss
         self.buffer: deque[tuple[dict, bool]] = deque(maxlen=config.retrain_examples)
         self.examples = 0
@@ -274,6 +282,13 @@ class OnlineModel:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_folded": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "detector" in state:  # saved before detectors per label: its window mixed both
+            del state["detector"]
+            state["detectors"] = (drift.ADWIN(), drift.ADWIN())
+            state["_since_cut"] = 0
+        self.__dict__.update(state)
 
     def _replace_pipeline(self) -> None:
         self.pipeline = _fresh_pipeline(self.config.learning_rate)
@@ -318,7 +333,7 @@ class OnlineModel:
         self.window.append((y, score_then, -math.log(p if y else 1.0 - p)))
         self.examples += 1
         self.positives += y
-        detector = self.detector
+        detector = self.detectors[y]
         before = detector.estimation
         detector.update((y - score_then) ** 2)
         # ADWIN flags any change of the mean; only a rise of the error is a drift (a model
@@ -332,22 +347,37 @@ class OnlineModel:
         if drifted:
             self.drifts += 1
             self.last_drift_ms = at_ms
+            self._since_cut = self._count_since_cut(y, int(detector.width))
             policy = self.config.drift_policy
-            if policy == "reset":
+            if policy in ("reset", "retrain"):
                 self._replace_pipeline()
-            elif policy == "retrain":
-                self._replace_pipeline()
-                for bx, by in self.retrain_set():
-                    self.pipeline.learn_one(bx, by)
-                return True
+                self.detectors = (drift.ADWIN(), drift.ADWIN())
+                if policy == "retrain":
+                    for bx, by in self.retrain_set():
+                        self.pipeline.learn_one(bx, by)
+                    return True
         if usable:
             self.pipeline.learn_one(x, y)
             self._folded = None
         return drifted
 
+    def _count_since_cut(self, y: bool, width: int) -> int:
+        """Buffered examples (either label) from the oldest one still in the window of
+        the label-``y`` detector (its last ``width`` examples) to the newest."""
+        seen = n = 0
+        for _x, by in reversed(self.buffer):
+            if by == y:
+                if seen == width:
+                    break
+                seen += 1
+            n += 1
+        return n
+
     def retrain_set(self) -> list[tuple[dict, bool]]:
-        """The buffered examples since ADWIN's last cut (at most ``retrain_examples``), oldest first."""
-        n = min(len(self.buffer), int(self.detector.width))
+        """The buffered examples since the last drift's cut (the oldest example the
+        detector that fired kept, and every later one of either label; at most
+        ``retrain_examples``), oldest first, as they were when it fired."""
+        n = min(len(self.buffer), self._since_cut)
         return list(self.buffer)[len(self.buffer) - n:]
 
     def reconfigure(self, config: ModelsConfig) -> None:

@@ -460,8 +460,12 @@ def test_retrain_relearns_the_examples_since_the_cut():
     def check(model, before, x, y, _i):
         replay = model.retrain_set()
         assert 0 < len(replay) <= model.config.retrain_examples
-        assert len(replay) == min(len(model.buffer), int(model.detector.width))
+        buffered = list(model.buffer)
+        assert replay == buffered[len(buffered) - len(replay):]  # the newest examples
         assert replay[-1] == (x, y)  # including the example that revealed the drift
+        # It starts at the oldest example the firing (label-y) detector kept, unless the
+        # buffer ran out first.
+        assert replay[0][1] == y or len(replay) == len(buffered)
         assert model.pipeline is not before
         assert model.pipeline[0].counts["a"] == len(replay)
         fresh = OnlineModel(model.spec, model.config)
@@ -472,6 +476,40 @@ def test_retrain_relearns_the_examples_since_the_cut():
 
     run_flip("retrain", check)
     assert seen
+
+
+def label_runs(stream, run: int = 400):
+    """The examples in the order a live flow resolves them: within each run of ``run``,
+    the positives first (a purchase decides its example at once), then the negatives (a
+    quiet horizon decides many when a timer passes them)."""
+    out = []
+    for i in range(0, len(stream), run):
+        chunk = stream[i:i + run]
+        out += [e for e in chunk if e[1]] + [e for e in chunk if not e[1]]
+    return out
+
+
+@pytest.mark.parametrize("policy", ["log", "reset"])
+def test_examples_resolved_in_runs_of_one_label_are_not_a_drift(policy):
+    # One concept throughout; only the order of resolution is bursty. A single detector
+    # over both labels found drifts here (and "reset" then started over and over).
+    model = OnlineModel(ModelSpec("m", PURCHASE, 1000), ModelsConfig(drift_policy=policy))
+    stream = label_runs(list(spec_stream(random.Random(7), 12_000, False)))
+    for i, (x, y) in enumerate(stream):
+        model.learn(x, y, model.predict(x), i)
+    assert model.drifts == 0
+    late = [(y, s) for y, s, _ in list(model.window)]
+    assert roc_auc(late) > 0.8  # and it learnt the concept
+
+
+def test_a_flip_resolved_in_runs_is_still_detected_and_a_reset_does_not_repeat():
+    model = OnlineModel(ModelSpec("m", PURCHASE, 1000), ModelsConfig(drift_policy="reset"))
+    rng = random.Random(5)
+    stream = label_runs([*spec_stream(rng, 3000, False)]) + label_runs([*spec_stream(rng, 2000, True)])
+    drifts_at = [i for i, (x, y) in enumerate(stream) if model.learn(x, y, model.predict(x), i)]
+    assert drifts_at and drifts_at[0] >= 3000
+    # The fresh model's detectors watch its own errors: they fall as it learns.
+    assert len(drifts_at) <= 2, drifts_at
 
 
 def test_log_only_counts():
@@ -521,3 +559,24 @@ def test_loads_applies_the_new_config():
     churn = loaded.models[CHURN].status()
     assert churn["examples"] == models.status()[CHURN]["examples"] > 0
     assert churn["policy"] == "log" and churn["window"] <= 10
+
+
+def test_a_model_saved_with_one_detector_loads_with_fresh_ones_per_label():
+    import pickle
+
+    from river import drift
+
+    model = OnlineModel(ModelSpec("m", PURCHASE, 1000), ModelsConfig())
+    for i, (x, y) in enumerate(spec_stream(random.Random(3), 200, False)):
+        model.learn(x, y, model.predict(x), i)
+    old = model.__dict__.copy()  # the attributes of a model saved before 2026-12-05
+    del old["detectors"], old["_since_cut"]
+    old["detector"] = drift.ADWIN()
+    legacy = OnlineModel.__new__(OnlineModel)
+    legacy.__dict__.update(old)
+    loaded = pickle.loads(pickle.dumps(legacy))
+    assert not hasattr(loaded, "detector") and [d.width for d in loaded.detectors] == [0, 0]
+    assert [loaded.predict(q) for q in PROBES] == [model.predict(q) for q in PROBES]  # what it learnt stays
+    x, y = next(spec_stream(random.Random(4), 1, False))
+    loaded.learn(x, y, loaded.predict(x), 200)
+    assert sum(d.width for d in loaded.detectors) == 1
