@@ -46,7 +46,7 @@ def test_a_late_replica_catches_up_from_the_changelog_and_follows_it(kafka_boots
     env = pulse_env(kafka_bootstrap, events, dlq, tmp_path / "writer", PULSE_PROCESSOR_CHANGELOG="true",
                     PULSE_KAFKA_CHANGELOG_TOPIC=events + ".profiles", PULSE_PROCESSOR_METRICS_PORT=str(metrics_port))
     replica_env = {**env, "PULSE_STATE_DIR": str(tmp_path / "replica-host"),
-                   "PULSE_SERVING_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}"}
+                   "PULSE_SERVING_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}", "PULSE_STATE_WRITE_BUFFER_MB": "16"}
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     run = Pulse(["run"], env, tmp_path / "run.log")
     serve = None
@@ -81,5 +81,9 @@ def test_a_late_replica_catches_up_from_the_changelog_and_follows_it(kafka_boots
         if serve is not None:
             serve.stop()
         run.stop()
+    # The replica wrote its own RocksDB with the configured memtable (state.write_buffer_mb);
+    # read before the check below opens the store again (and writes its own OPTIONS file).
+    options = max((tmp_path / "replica-host" / "replica").glob("OPTIONS-*")).read_text()
+    assert "write_buffer_size=16777216" in options.split('[CFOptions "profiles"]')[1].split("[TableOptions")[0]
     got = profiles(tmp_path / "replica-host" / "replica")
     assert got == want
