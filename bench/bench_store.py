@@ -136,7 +136,7 @@ def run_config(name: str, options, profiles: int, seconds: float, rate_mb: float
                 steady_bytes += sum(len(v) for _, _, v in rows)
             elapsed = time.perf_counter() - start
             health = store.health()
-            stats = store._cfs[PROFILES_CF].property_value("rocksdb.cfstats") or ""
+            stats = store.family_stats(PROFILES_CF)
             compacted_gb, compaction_cpu_s = _compaction_sum(stats)
         finally:
             store.close()

@@ -395,18 +395,27 @@ class RocksStore(_Lookups):
         """RocksDB's write-path figures now (a few property reads: for a gauge thread)."""
         db = self._db
 
-        def per_family(prop: str) -> dict[str, int]:
-            return {name: int(self._cfs[name].property_int_value(prop) or 0) for name in ("default", PROFILES_CF)}
+        def per_family(prop: str, text: bool = False) -> dict[str, int]:
+            """An integer property of each family (``text``: one RocksDB reports as a string)."""
+            out = {}
+            for name in ("default", PROFILES_CF):
+                cf = self._cfs[name]
+                out[name] = int((cf.property_value(prop) if text else cf.property_int_value(prop)) or 0)
+            return out
         return StoreHealth(
             stall_seconds=_stall_seconds(db.property_value("rocksdb.dbstats")),
             delayed_write_rate=int(db.property_int_value("rocksdb.actual-delayed-write-rate") or 0),
             write_stopped=bool(db.property_int_value("rocksdb.is-write-stopped")),
             compactions_running=int(db.property_int_value("rocksdb.num-running-compactions") or 0),
-            level0_files={name: int(self._cfs[name].property_value("rocksdb.num-files-at-level0") or 0)
-                          for name in ("default", PROFILES_CF)},
+            level0_files=per_family("rocksdb.num-files-at-level0", text=True),
             pending_compaction_bytes=per_family("rocksdb.estimate-pending-compaction-bytes"),
             memtable_bytes=per_family("rocksdb.cur-size-all-mem-tables"),
         )
+
+    def family_stats(self, family: str = PROFILES_CF) -> str:
+        """RocksDB's text report of one column family (``rocksdb.cfstats``: levels, files,
+        compaction bytes and CPU), for benchmarks and debugging."""
+        return self._cfs[family].property_value("rocksdb.cfstats") or ""
 
     def close(self) -> None:
         # RocksDB's lock is released only when every handle is gone, so drop them all.
