@@ -45,7 +45,8 @@ single error stream alternates runs of positives and runs of negatives, whose er
 differ, and ADWIN took those runs for drifts (on a live stream the default ``reset``
 then reset the propensity model every few seconds). Within one label the order does not
 matter; a changed concept raises the error of either label. A fresh model gets fresh
-detectors: they watch its errors, not its predecessor's.
+detectors: they watch its errors, not its predecessor's, once it has learnt
+``DRIFT_GRACE`` examples of each label.
 
 >>> models = Models(ModelsConfig(propensity_horizon_ms=60_000))
 >>> p = Profile("user:u1")
@@ -262,6 +263,14 @@ def roc_auc(pairs) -> float | None:
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+# Examples of each label a model must have learnt before its errors are watched for
+# drifts. A new model first sees only positives (a purchase decides its example at once;
+# the first quiet horizon passes only after ``propensity_horizon_ms``), and while it then
+# adjusts to the negatives its error on positives rises: not a drift, but ADWIN flagged
+# it, and a reset started the same transient again.
+DRIFT_GRACE = 1000
+
+
 class OnlineModel:
     """One model: a scaled logistic regression, its rolling metrics and drift detector."""
 
@@ -271,6 +280,7 @@ class OnlineModel:
         self.pipeline = _fresh_pipeline(config.learning_rate)
         self.detectors = (drift.ADWIN(), drift.ADWIN())  # squared errors of negatives, of positives
         self._since_cut = 0  # examples the last drift's retrain set holds (see retrain_set)
+        self.learnt = [0, 0]  # examples of each label the current pipeline has learnt
         self.window: deque[tuple[bool, float, float]] = deque(maxlen=config.metric_window)  # y, score, log loss
         self.buffer: deque[tuple[dict, bool]] = deque(maxlen=config.retrain_examples)
         self.examples = 0
@@ -288,6 +298,9 @@ class OnlineModel:
             del state["detector"]
             state["detectors"] = (drift.ADWIN(), drift.ADWIN())
             state["_since_cut"] = 0
+        if "learnt" not in state:  # saved before the grace below: past it by now if it learnt enough
+            n, pos = state.get("examples", 0), state.get("positives", 0)
+            state["learnt"] = [n - pos, pos]
         self.__dict__.update(state)
 
     def _replace_pipeline(self) -> None:
@@ -334,11 +347,15 @@ class OnlineModel:
         self.examples += 1
         self.positives += y
         detector = self.detectors[y]
-        before = detector.estimation
-        detector.update((y - score_then) ** 2)
-        # ADWIN flags any change of the mean; only a rise of the error is a drift (a model
-        # that is getting better is not reset).
-        drifted = detector.drift_detected and detector.estimation > before
+        learnt = self.learnt
+        if learnt[0] >= DRIFT_GRACE and learnt[1] >= DRIFT_GRACE:
+            before = detector.estimation
+            detector.update((y - score_then) ** 2)
+            # ADWIN flags any change of the mean; only a rise of the error is a drift (a model
+            # that is getting better is not reset).
+            drifted = detector.drift_detected and detector.estimation > before
+        else:
+            drifted = False
         usable = _usable(x)
         if usable:
             self.buffer.append((x, y))
@@ -352,12 +369,15 @@ class OnlineModel:
             if policy in ("reset", "retrain"):
                 self._replace_pipeline()
                 self.detectors = (drift.ADWIN(), drift.ADWIN())
+                self.learnt = [0, 0]
                 if policy == "retrain":
                     for bx, by in self.retrain_set():
                         self.pipeline.learn_one(bx, by)
+                        self.learnt[by] += 1
                     return True
         if usable:
             self.pipeline.learn_one(x, y)
+            self.learnt[y] += 1
             self._folded = None
         return drifted
 

@@ -567,16 +567,17 @@ def test_a_model_saved_with_one_detector_loads_with_fresh_ones_per_label():
     from river import drift
 
     model = OnlineModel(ModelSpec("m", PURCHASE, 1000), ModelsConfig())
-    for i, (x, y) in enumerate(spec_stream(random.Random(3), 200, False)):
+    for i, (x, y) in enumerate(spec_stream(random.Random(3), 2500, False)):
         model.learn(x, y, model.predict(x), i)
     old = model.__dict__.copy()  # the attributes of a model saved before 2026-12-05
-    del old["detectors"], old["_since_cut"]
+    del old["detectors"], old["_since_cut"], old["learnt"]
     old["detector"] = drift.ADWIN()
     legacy = OnlineModel.__new__(OnlineModel)
     legacy.__dict__.update(old)
     loaded = pickle.loads(pickle.dumps(legacy))
     assert not hasattr(loaded, "detector") and [d.width for d in loaded.detectors] == [0, 0]
+    assert loaded.learnt == [model.examples - model.positives, model.positives] == model.learnt
     assert [loaded.predict(q) for q in PROBES] == [model.predict(q) for q in PROBES]  # what it learnt stays
     x, y = next(spec_stream(random.Random(4), 1, False))
-    loaded.learn(x, y, loaded.predict(x), 200)
-    assert sum(d.width for d in loaded.detectors) == 1
+    loaded.learn(x, y, loaded.predict(x), 2500)
+    assert sum(d.width for d in loaded.detectors) == 1  # past the grace: watched at once
