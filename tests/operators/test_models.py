@@ -581,3 +581,24 @@ def test_a_model_saved_with_one_detector_loads_with_fresh_ones_per_label():
     x, y = next(spec_stream(random.Random(4), 1, False))
     loaded.learn(x, y, loaded.predict(x), 2500)
     assert sum(d.width for d in loaded.detectors) == 1  # past the grace: watched at once
+
+
+def startup_stream(seed: int = 9):
+    """What a new propensity model resolves first: positives only (purchases decide their
+    examples at once; no horizon has passed yet), then both labels."""
+    rng = random.Random(seed)
+    stream = list(spec_stream(rng, 20_000, False))
+    first = [e for e in stream[:6000] if e[1]]
+    return first + label_runs(stream[6000:])
+
+
+def test_the_startup_transient_is_not_a_drift(monkeypatch):
+    def detections() -> int:
+        model = OnlineModel(ModelSpec("m", PURCHASE, 1000), ModelsConfig(drift_policy="log"))
+        for i, (x, y) in enumerate(startup_stream()):
+            model.learn(x, y, model.predict(x), i)
+        return model.drifts
+
+    assert detections() == 0
+    monkeypatch.setattr("operators.models.DRIFT_GRACE", 0)
+    assert detections() > 0  # watched from the first example, the adjustment looks like one
