@@ -2,6 +2,7 @@
 latency from an event produced to its trigger on Kafka.
 
     python -m bench.bench_segments [--events 60000] [--skip-latency] [--rate 2000 --seconds 40]
+    python -m bench.bench_segments --only batches   # the flow by input batch size
 
 Three parts, each compared with a baseline measured in the same run (this machine is
 shared and noisy, so the figure that matters is the ratio):
@@ -145,8 +146,9 @@ def flow_records(n: int, gap_ms: int, seed: int = 5, users: int = 20_000) -> lis
     return out
 
 
-def flow_run(records: list, segments_path: Path | None) -> tuple[float, int, int]:
-    """Seconds to run the flow over ``records``; profiles stored; triggers written."""
+def flow_run(records: list, segments_path: Path | None, batch_size: int = 1000) -> tuple[float, int, int]:
+    """Seconds to run the flow over ``records`` (delivered ``batch_size`` at a time);
+    profiles stored; triggers written."""
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from flows.memory import GcFreezer
@@ -157,7 +159,7 @@ def flow_run(records: list, segments_path: Path | None) -> tuple[float, int, int
     with tempfile.TemporaryDirectory(prefix="pulse-bench-seg-") as d:
         store = RocksStore(Path(d) / "store")
         dead: list = []
-        flow = build_flow(TestingSource(records, batch_size=1000), TestingSink(dead), store,
+        flow = build_flow(TestingSource(records, batch_size=batch_size), TestingSink(dead), store,
                           options=ParseOptions(pii_key=b"bench-secret"), segments=segs)
         t0 = time.perf_counter()
         with GcFreezer():  # the collector policy `pulse run` runs the flow under
@@ -193,6 +195,27 @@ def flow(n: int, segments_path: Path = SEGMENTS, rounds: int = 2) -> dict:
         print(f"    baseline  no segments      {r['baseline_events_per_s']:>10,.0f} events/s")
         print(f"    pulse     {nseg} segments      {r['segments_events_per_s']:>10,.0f} events/s")
         print(f"    ratio     with / without   {r['ratio']:>10.3f}   (target >= 0.70)")
+    return out
+
+
+def batches(n: int, sizes: tuple[int, ...] = (2000, 200, 50), segments_path: Path = SEGMENTS, rounds: int = 2) -> dict:
+    """The same flow (with segments, events 50 ms apart) with the input delivered in
+    batches of each size: a live processor's batch is what arrived while it handled the
+    previous one (~200 records at 1,000 events/s), a backlog's is as large as the source
+    allows, and a profile's several events in one batch are encoded and written once.
+    Baseline: the largest batch."""
+    records = flow_records(n, 50)
+    best = {size: float("inf") for size in sizes}
+    for r in range(rounds):  # alternate, keep the best of each
+        for size in sizes:
+            progress(f"batches: round {r + 1}/{rounds}, {size} per batch")
+            best[size] = min(best[size], flow_run(records, segments_path, size)[0])
+    progress("done", end="\n")
+    base = max(sizes)
+    out = {size: {"events_per_s": n / t, "ratio": best[base] / t} for size, t in best.items()}
+    print(f"flow throughput by input batch size ({n:,} events, 20 segments; best of {rounds}; ratio to {base:,})")
+    for size, row in out.items():
+        print(f"  {size:>6,} per batch {row['events_per_s']:>10,.0f} events/s   ratio {row['ratio']:.3f}")
     return out
 
 
@@ -386,7 +409,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--processor-patch", default="", metavar="PYTHON",
                     help="statements run in the processor before pulse starts (to try a knob, e.g. "
                          "'import flows.kafka_io as k; k.KafkaEventSource.__init__.__kwdefaults__[\"poll_timeout\"] = 0.002')")
-    ap.add_argument("--only", choices=("micro", "flow", "latency"), action="append",
+    ap.add_argument("--only", choices=("micro", "flow", "batches", "latency"), action="append",
                     help="run only these parts (repeatable)")
     ap.add_argument("--skip-latency", action="store_true", help="no broker: micro and flow only")
     args = ap.parse_args(argv)
@@ -396,6 +419,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["micro"] = micro(args.segments)
     if "flow" in parts:
         result["flow"] = flow(args.events, args.segments, args.rounds)
+    if "batches" in parts:
+        result["batches"] = batches(args.events, segments_path=args.segments, rounds=args.rounds)
     if "latency" in parts:
         env = dict(kv.split("=", 1) for kv in args.env)
         result["latency"] = latency(args.rate, args.seconds, args.segments, env_extra=env, patch=args.processor_patch,
