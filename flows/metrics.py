@@ -118,6 +118,9 @@ LATE_EVENTS = Counter("pulse_late_events_total",
 LATE_APPLIED = LATE_EVENTS.labels("applied")
 LATE_DROPPED = LATE_EVENTS.labels("too_late")
 TIMERS_PENDING = Gauge("pulse_segment_timers_pending", "Profiles waiting for a time-caused segment check")
+TIMERS_BEHIND = Gauge("pulse_segment_timers_behind",
+                      "1 while profiles whose timer is due wait for later batches (at most 500 are woken per "
+                      "batch: after a restart or a lag, time catches up over several batches)")
 TIME_VISITS = Counter("pulse_segment_time_visits_total",
                       "Profiles woken by a timer (an instant at which time alone may change a membership "
                       "or a model label) and evaluated there")

@@ -337,6 +337,7 @@ class ProfileLogic:
         due = st.timers.due(floor, limit)
         if due:
             m.TIME_VISITS.inc(len(due))
+        m.TIMERS_BEHIND.set(1 if st.timers.backlog else 0)
         for pid in due:
             profile = st.profiles.get(pid)
             if profile is None:

@@ -181,7 +181,11 @@ def test_timers_deferred_to_later_batches_change_no_transition(monkeypatch):
     deferred = []
     due = flows.runtime_state.Timers.due
 
+    behind = []  # pulse_segment_timers_behind as the previous batch left it
+    from prometheus_client import REGISTRY
+
     def counting_due(self, before_ms, limit=None):
+        behind.append(REGISTRY.get_sample_value("pulse_segment_timers_behind"))
         out = due(self, before_ms, limit)
         deferred.append(self.backlog)
         return out
@@ -194,4 +198,7 @@ def test_timers_deferred_to_later_batches_change_no_transition(monkeypatch):
     got = streamed(store)
     assert got == want.transitions, first_difference(got, want.transitions, want, stream)
     assert sum(deferred) > 20 and not deferred[-1]  # often deferred; nothing left at the end
+    # The gauge follows: 1 after each batch that deferred some, 0 at the end.
+    assert behind[1:] == [float(d) for d in deferred[:-1]]
+    assert REGISTRY.get_sample_value("pulse_segment_timers_behind") == 0
     assert sum(1 for trs in want.transitions.values() for t in trs if t[4] == "time") > 100
