@@ -271,18 +271,28 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
             # 2. the maximum: live events offered faster than they can be applied, so the
             # processor runs flat out while the producer and the broker load the machine
             # as they do during the soak; measured over the last two thirds of ``probe_s``.
-            offered = Paced(producer, topic, gen, offer)
-            offered.start()
-            time.sleep(probe_s / 3)
-            before, t_before = _out(url), time.monotonic()
-            time.sleep(probe_s * 2 / 3)
-            maximum = (_out(url) - before) / (time.monotonic() - t_before)
-            offered.stop()
+            # With ``probe_s`` 0, the warm-up's last rate stands for it (also a backlog's
+            # drain rate): a probe's burst of current events echoes into the soak, as the
+            # timers it plants fall due 10 and 30 minutes later (on 2026-12-05: time
+            # visits at 350-400/s against 110-250/s, and p50 from ~0.7 s to 2.5 s, from
+            # minute 22.5 to 27 of the soak — the probe's 30-minute echo).
+            probe_sent = 0
+            if probe_s > 0:
+                offered = Paced(producer, topic, gen, offer)
+                offered.start()
+                time.sleep(probe_s / 3)
+                before, t_before = _out(url), time.monotonic()
+                time.sleep(probe_s * 2 / 3)
+                maximum = (_out(url) - before) / (time.monotonic() - t_before)
+                offered.stop()
+                probe_sent = offered.sent
+                if maximum > 0.9 * offer:
+                    raise RuntimeError(f"the processor applied {maximum:,.0f} events/s of the {offer:,.0f}/s offered: "
+                                       "not a maximum; offer more (--offer)")
+            else:
+                maximum = warm_rate
             if maximum < 1.0:
                 raise RuntimeError(f"the processor applied {maximum:.1f} events/s while its maximum was measured")
-            if maximum > 0.9 * offer:
-                raise RuntimeError(f"the processor applied {maximum:,.0f} events/s of the {offer:,.0f}/s offered: "
-                                   "not a maximum; offer more (--offer)")
             # 2b. the sustainable maximum: the drain rate above overstates what the processor
             # keeps up with. While it lags, event time (and so every timer: windows
             # expiring, since() thresholds, model horizons) advances slower than the wall
@@ -291,7 +301,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
             # encode and write (bench_segments --only batches). So rates below it are
             # offered, highest first, for ``step_s`` each; the first one the processor
             # keeps up with (``_step``) is the sustainable maximum.
-            produced = burst + settled + offered.sent
+            produced = burst + settled + probe_sent
             _drain(url, produced, "the probe")
             steps: list[dict] = []
             sustainable = None
@@ -307,7 +317,7 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
             if sustain and sustainable is None:
                 raise RuntimeError(f"the processor kept up with none of the rates tried: {steps}")
             rate = share * (sustainable or maximum)
-            print(f"maximum {maximum:,.0f} events/s (offered {offered.sent / probe_s:,.0f}/s); sustainable "
+            print(f"maximum {maximum:,.0f} events/s ({'probe' if probe_s > 0 else 'warm-up'}); sustainable "
                   f"{sustainable if sustainable is not None else 'not measured'}; soaking at {rate:,.0f} "
                   f"events/s for {minutes} min", flush=True)
 
