@@ -254,9 +254,10 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
             # ``count(add_to_cart, 2h)``: about every profile with a cart) fall due while
             # the maximum and the soak are measured. Before the first of them, 2 hours after
             # the backlog's first event, no such timer falls due at all, and a maximum
-            # measured then lacks a load the processor carries in production: the three
-            # soaks of 2026-12-05 stepped to full load 117-121 minutes after their
-            # backlog's first event time, whatever minute of the soak that was.
+            # measured then lacks a load the processor carries in production. (Three soaks
+            # of 2026-12-05 stepped to full load ~2 hours after their backlog's first
+            # event time, which suggested this; the 15:21 run points at the probe's own
+            # 30-minute echo instead — see ``--probe 0``.)
             settle_until = t_backlog + settle_min * 60 - span_ms / 1000
             settled = 0
             if time.time() < settle_until:
