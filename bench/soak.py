@@ -2,6 +2,9 @@
 throughput, watching latency and memory.
 
     python -m bench.soak [--minutes 30] [--share 0.8] [--users 1000000]
+    python -m bench.soak --users 200000 --burst 3000000 --probe 0 --sustain 0.9,0.8,0.7,0.6
+
+(the second: the sustainable maximum, without a probe whose timers echo into the soak)
 
 1. Warm-up: a backlog of ``--burst`` synthetic events is produced and ``pulse run`` (the
    default configuration: the 20 example segments, the models) applies it, so profiles
