@@ -272,7 +272,7 @@ DRIFT_GRACE = 1000
 
 
 class OnlineModel:
-    """One model: a scaled logistic regression, its rolling metrics and drift detector."""
+    """One model: a scaled logistic regression, its rolling metrics and drift detectors."""
 
     def __init__(self, spec: ModelSpec, config: ModelsConfig) -> None:
         self.spec = spec
