@@ -37,6 +37,7 @@ import time
 
 import orjson
 
+from bench.bench_segments import percentile
 from flows.store_stats import directory_size
 from state.store import PROFILES_CF, RocksStore, StoreOptions
 
@@ -142,11 +143,11 @@ def run_config(name: str, options, profiles: int, seconds: float, rate_mb: float
             store.close()
         size_mb = directory_size(tmp) / 1e6
     times.sort()
-    pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000  # noqa: E731
+    pick = lambda q: percentile(times, q) * 1000  # noqa: E731
     return {
         "config": name, "fill_mb": round(fill_mb), "fill_mb_per_s": round(fill_mb / fill_s, 1),
         "steady_mb_per_s": round(steady_bytes / 1e6 / elapsed, 1), "offered_mb_per_s": rate_mb,
-        "batches": len(times), "write_ms_p50": round(pick(0.5), 2), "write_ms_p99": round(pick(0.99), 2),
+        "batches": len(times), "write_ms_p50": round(pick(50), 2), "write_ms_p99": round(pick(99), 2),
         "write_ms_max": round(times[-1] * 1000, 1), "stall_s": round(health.stall_seconds - before, 2),
         "level0_files": health.level0_files[PROFILES_CF],
         "write_amplification": round(compacted_gb * 1e9 / max(1.0, written + steady_bytes), 2),

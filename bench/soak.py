@@ -150,21 +150,25 @@ def _step(url: str, producer, topic: str, gen: ClickstreamGenerator, rate: float
 def _drain(url: str, produced: float, what: str, limit_s: float = 900) -> None:
     """Until the events produced are done and no timer that fell due while the processor
     lagged is still waiting (they are woken 500 per batch: on 2026-12-05 the probe's left
-    the soak's first 7 minutes saturated)."""
+    the soak's first 7 minutes saturated). One scrape per look."""
     deadline = time.monotonic() + limit_s
-    while _out(url) < produced - 0.001 * produced or _timers_behind(url):
+    while True:
+        snap = scrape(url, timeout=10)
+        if (not snap.error and _gauge(snap, "pulse_events_out_total") >= produced - 0.001 * produced
+                and not _gauge(snap, "pulse_segment_timers_behind")):
+            return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what}: the backlog was not applied in {limit_s / 60:.0f} minutes")
         time.sleep(0.5)
 
 
-def _timers_behind(url: str) -> bool:
-    snap = scrape(url, timeout=10)
-    return bool(not snap.error and _gauge(snap, "pulse_segment_timers_behind"))
-
-
 def _gauge(snap, name: str) -> float:
     return sum(v for _labels, v in snap.series(name))
+
+
+def _per_s(before, after, name: str, seconds: float) -> float:
+    """A counter's increase between two scrapes, per second."""
+    return round((_gauge(after, name) - _gauge(before, name)) / seconds, 1)
 
 
 def _mean_ms(before, after, name: str) -> float | None:
@@ -350,21 +354,15 @@ def run(minutes: float, share: float, users: int, burst: int, sample_s: float, w
                                 "cache_mb": round(_gauge(snap, "pulse_profile_cache_bytes") / 2**20, 1),
                                 # what may change the processor's cost: records written to the store per
                                 # second, the mean store write (one WriteBatch), the timers waiting
-                                "writes_per_s": round((_gauge(snap, "pulse_profiles_written_total")
-                                                       - _gauge(prev, "pulse_profiles_written_total"))
-                                                      / (t_now - t_prev), 1),
+                                "writes_per_s": _per_s(prev, snap, "pulse_profiles_written_total", t_now - t_prev),
                                 "store_write_ms": _mean_ms(prev, snap, "pulse_store_write_seconds"),
-                                "batches_per_s": round((_gauge(snap, "pulse_store_write_seconds_count")
-                                                        - _gauge(prev, "pulse_store_write_seconds_count"))
-                                                       / (t_now - t_prev), 1),
+                                "batches_per_s": _per_s(prev, snap, "pulse_store_write_seconds_count",
+                                                        t_now - t_prev),
                                 "timers": _gauge(snap, "pulse_segment_timers_pending"),
                                 # profiles woken by their timer, and read from the store (not in memory)
-                                "time_visits_per_s": round((_gauge(snap, "pulse_segment_time_visits_total")
-                                                            - _gauge(prev, "pulse_segment_time_visits_total"))
-                                                           / (t_now - t_prev), 1),
-                                "loads_per_s": round((_gauge(snap, "pulse_profile_loads_total")
-                                                      - _gauge(prev, "pulse_profile_loads_total"))
-                                                     / (t_now - t_prev), 1),
+                                "time_visits_per_s": _per_s(prev, snap, "pulse_segment_time_visits_total",
+                                                            t_now - t_prev),
+                                "loads_per_s": _per_s(prev, snap, "pulse_profile_loads_total", t_now - t_prev),
                                 # where the CPU went: the main thread, RocksDB's compactions
                                 "cpu_s": round(cpu_now["all"] - cpu_prev["all"], 1),
                                 "cpu_main_s": round(cpu_now["main"] - cpu_prev["main"], 1),
