@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -483,40 +484,11 @@ class Profile:
         return self._record(False)
 
     def _record(self, encoded: bool) -> dict[str, Any]:
-        return {
-            "v": RECORD_VERSION,
-            "id": self.profile_id,
-            "counts": self.counts,
-            "first_seen_ms": self.first_seen_ms,
-            "last_seen_ms": self.last_seen_ms,
-            "total_spend": self.total_spend,
-            "orders": self.orders,
-            "cart_log": self.cart_log,
-            "categories": self.categories,
-            "last_device": self.last_device,
-            "last_channel": self.last_channel,
-            "last_geo": self.last_geo,
-            "positions": self.positions,
-            "version": self.version,
-            "seen": self.seen,
-            "consent": self.consent,
-            "merged_from": self.merged_from,
-            "purchased": self.purchased,
-            "traits": self.traits,
-            "counters": self.counters.to_record(encoded),
-            "segments": self.segments,
-            "clock_ms": self.clock_ms,
-            "next_check_ms": self.next_check_ms,
-            "scores": self.scores,
-            "experiments": self.experiments,
-            "recent_orders": self.recent_orders,
-            "last_engaged_ms": self.last_engaged_ms,
-            "labels": self.labels,
-            "factors": self.factors,
-            "brands": self.brands,
-            "recent": self.recent,
-            "price_taste": self.price_taste,
-        }
+        rec: dict[str, Any] = {"v": RECORD_VERSION, "id": self.profile_id}
+        for name in _STORED:  # in field order: the stored bytes keep one key order
+            rec[name] = getattr(self, name)
+        rec["counters"] = self.counters.to_record(encoded)
+        return rec
 
     def encoded(self) -> bytes:
         """``orjson.dumps(self.to_record())``, reusing the encoding of the id memory, the
@@ -558,42 +530,14 @@ class Profile:
         if rec.get("v") not in READABLE_VERSIONS:
             raise ProfileRecordError(f"profile record version {rec.get('v')!r}, expected one of {READABLE_VERSIONS}")
         try:
-            return cls(
-                profile_id=rec["id"],
-                counts=rec["counts"],
-                first_seen_ms=rec["first_seen_ms"],
-                last_seen_ms=rec["last_seen_ms"],
-                total_spend=rec["total_spend"],
-                orders=rec["orders"],
-                cart_log=rec["cart_log"],
-                categories=rec["categories"],
-                last_device=rec["last_device"],
-                last_channel=rec["last_channel"],
-                last_geo=rec["last_geo"],
-                positions=rec["positions"],
-                version=rec["version"],
-                seen=rec["seen"],
-                consent=rec["consent"],
-                merged_from=rec["merged_from"],
-                purchased=rec["purchased"],
-                traits=rec["traits"],
-                counters=WindowedCounters.from_record(rec["counters"]),
-                segments=rec["segments"],
-                clock_ms=rec["clock_ms"],
-                next_check_ms=rec["next_check_ms"],
-                scores=rec["scores"],
-                experiments=rec["experiments"],
-                recent_orders=rec["recent_orders"],
-                last_engaged_ms=rec["last_engaged_ms"],
-                labels=rec.get("labels", {}),
-                factors=rec.get("factors", []),
-                brands=rec.get("brands", {}),
-                recent=rec.get("recent", []),
-                price_taste=rec.get("price_taste", [0, 0]),
-            )
+            profile_id = rec["id"]
+            fields = {name: rec[name] for name in _REQUIRED}
         except KeyError as exc:
             raise ProfileRecordError(f"profile record lacks field {exc.args[0]!r}") from exc
-
+        for name, empty in _ADDED_IN_V4.items():
+            fields[name] = rec[name] if name in rec else empty()
+        fields["counters"] = WindowedCounters.from_record(fields["counters"])
+        return cls(profile_id=profile_id, **fields)
 
 def _geo(name: str):
     return lambda p: None if p.last_geo is None else p.last_geo.get(name)
@@ -614,3 +558,10 @@ _ATTRIBUTES = {
     "device": lambda p: p.last_device,
     "channel": lambda p: p.last_channel,
 }
+
+
+# The stored fields (all but ``profile_id``, stored as "id") in field order, and those a v3
+# record lacks, with their empty values.
+_STORED = tuple(f.name for f in dataclasses.fields(Profile) if f.init and f.name != "profile_id")
+_ADDED_IN_V4 = {"labels": dict, "factors": list, "brands": dict, "recent": list, "price_taste": lambda: [0, 0]}
+_REQUIRED = tuple(name for name in _STORED if name not in _ADDED_IN_V4)

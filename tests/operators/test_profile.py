@@ -6,13 +6,14 @@ import random
 from unittest import mock
 
 import orjson
+import pytest
 
 import operators.profile as profile_module
 from operators import buckets
 from operators.events import parse_event
 from operators.features import FeaturePlan, SeriesSpec
 from operators.profile import (APPLIED, DUPLICATE, MAX_CART_LINES, MAX_CATEGORIES, REPLAYED, SUPPRESSED,
-                               Policy, Profile)
+                               Policy, Profile, ProfileRecordError)
 
 T0 = 1_795_800_000_000
 
@@ -183,6 +184,25 @@ def test_categories_and_cart_are_bounded():
 def test_record_round_trip():
     p = apply_all(Profile("u1"), [event(0, "add_to_cart", item_id="a", price=3, context={"geo": {"lat": 1, "lon": 2}})])
     assert Profile.from_record(orjson.loads(orjson.dumps(p.to_record()))) == p
+
+
+def test_record_keys_a_v3_record_and_a_record_lacking_a_field():
+    p = apply_all(Profile("u1"), [event(0, "purchase", item_id="a", price=3, brand="acme"),
+                                  event(1, "product_view", item_id="b", price=5)])
+    rec = p.to_record()
+    assert list(rec)[:4] == ["v", "id", "counts", "first_seen_ms"] and list(rec)[-1] == "price_taste"
+    assert p.brands and p.recent and p.price_taste[1] == 2
+    old = {k: v for k, v in rec.items() if k not in ("labels", "factors", "brands", "recent", "price_taste")}
+    old["v"] = 3  # written before the model fields existed: they start empty
+    loaded = Profile.from_record(orjson.loads(orjson.dumps(old)))
+    assert (loaded.brands, loaded.recent, loaded.price_taste, loaded.labels, loaded.factors) == ({}, [], [0, 0], {}, [])
+    assert loaded.orders == p.orders == 1 and loaded.counts == p.counts
+    for missing in ("id", "orders", "counters"):
+        broken = {k: v for k, v in rec.items() if k != missing}
+        with pytest.raises(ProfileRecordError, match=f"lacks field '{missing}'"):
+            Profile.from_record(broken)
+    with pytest.raises(ProfileRecordError, match="version 2"):
+        Profile.from_record({**rec, "v": 2})
 
 
 def test_encoded_equals_the_plain_encoding_through_appends_prunes_merges_and_cart_changes():
