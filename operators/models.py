@@ -46,7 +46,9 @@ differ, and ADWIN took those runs for drifts (on a live stream the default ``res
 then reset the propensity model every few seconds). Within one label the order does not
 matter; a changed concept raises the error of either label. A fresh model gets fresh
 detectors: they watch its errors, not its predecessor's, once it has learnt
-``DRIFT_GRACE`` examples of each label.
+``DRIFT_GRACE`` examples of each label. Labels arrive up to a horizon late with the score
+given when the example started, so examples started before the reset (event time up to
+the latest start then) are learnt but not watched: their scores are the old model's.
 
 >>> models = Models(ModelsConfig(propensity_horizon_ms=60_000))
 >>> p = Profile("user:u1")
@@ -281,6 +283,11 @@ class OnlineModel:
         self.detectors = (drift.ADWIN(), drift.ADWIN())  # squared errors of negatives, of positives
         self._since_cut = 0  # examples the last drift's retrain set holds (see retrain_set)
         self.learnt = [0, 0]  # examples of each label the current pipeline has learnt
+        # Event times: the latest at which an example was started (and scored, by
+        # ``Models.on_event``), and that time when the current pipeline replaced another:
+        # examples started until then carry a predecessor's score.
+        self.started_ms = -1
+        self.born_ms = -1
         self.window: deque[tuple[bool, float, float]] = deque(maxlen=config.metric_window)  # y, score, log loss
         self.buffer: deque[tuple[dict, bool]] = deque(maxlen=config.retrain_examples)
         self.examples = 0
@@ -301,6 +308,8 @@ class OnlineModel:
         if "learnt" not in state:  # saved before the grace below: past it by now if it learnt enough
             n, pos = state.get("examples", 0), state.get("positives", 0)
             state["learnt"] = [n - pos, pos]
+        state.setdefault("started_ms", -1)
+        state.setdefault("born_ms", -1)
         self.__dict__.update(state)
 
     def _replace_pipeline(self) -> None:
@@ -337,8 +346,11 @@ class OnlineModel:
         p = sigmoid(z)
         return p if 0.0 <= p <= 1.0 else self.base_rate()
 
-    def learn(self, x: dict, y: bool, score_then: float, at_ms: int) -> bool:
-        """Score, then learn, one resolved example; True if it revealed a drift."""
+    def learn(self, x: dict, y: bool, score_then: float, at_ms: int, scored_ms: int | None = None) -> bool:
+        """Score, then learn, one resolved example; True if it revealed a drift.
+        ``scored_ms``: the event time ``score_then`` was given at (None: just now, by this
+        pipeline). Only the current pipeline's scores are watched for drifts: a delayed
+        label scored before a reset measures the replaced model."""
         y = bool(y)
         if not 0.0 <= score_then <= 1.0:  # also NaN
             score_then = self.base_rate()
@@ -348,7 +360,7 @@ class OnlineModel:
         self.positives += y
         detector = self.detectors[y]
         learnt = self.learnt
-        if learnt[0] >= DRIFT_GRACE and learnt[1] >= DRIFT_GRACE:
+        if learnt[0] >= DRIFT_GRACE and learnt[1] >= DRIFT_GRACE and (scored_ms is None or scored_ms > self.born_ms):
             before = detector.estimation
             detector.update((y - score_then) ** 2)
             # ADWIN flags any change of the mean; only a rise of the error is a drift (a model
@@ -370,6 +382,7 @@ class OnlineModel:
                 self._replace_pipeline()
                 self.detectors = (drift.ADWIN(), drift.ADWIN())
                 self.learnt = [0, 0]
+                self.born_ms = self.started_ms
                 if policy == "retrain":
                     for bx, by in self.retrain_set():
                         self.pipeline.learn_one(bx, by)
@@ -462,6 +475,8 @@ class Models:
             scores[name] = round(p, 4)
             if newest and name not in labels and self._gap_allows(labels, model.spec, ts_ms):
                 labels[name] = [ts_ms, ts_ms + model.spec.horizon_ms, p, x]
+                if ts_ms > model.started_ms:
+                    model.started_ms = ts_ms
         return out
 
     def advance(self, profile: Profile, now_ms: int) -> list[Label]:
@@ -505,7 +520,7 @@ class Models:
         del profile.labels[spec.name]
         if spec.min_gap_ms and at_ms - created < spec.min_gap_ms:
             profile.labels[spec.name + STARTED] = [created]
-        drifted = model.learn(x, y, score, at_ms)
+        drifted = model.learn(x, y, score, at_ms, created)
         return Label(spec.name, profile.profile_id, y, score, created, at_ms, drifted)
 
     # -- stored form -----------------------------------------------------------------

@@ -10,8 +10,9 @@ import random
 import pytest
 from river import drift
 
-from operators.models import PURCHASE, ModelsConfig, ModelSpec, OnlineModel, roc_auc
-from tests.operators.test_models import PROBES, spec_stream
+from operators.models import PROPENSITY, PURCHASE, Models, ModelsConfig, ModelSpec, OnlineModel, roc_auc
+from operators.profile import Profile
+from tests.operators.test_models import P_HORIZON, PROBES, T0, spec_stream, touch
 
 
 def run_flip(policy: str, on_drift=None) -> OnlineModel:
@@ -159,3 +160,44 @@ def test_the_startup_transient_is_not_a_drift(monkeypatch):
     assert detections() == 0
     monkeypatch.setattr("operators.models.DRIFT_GRACE", 0)
     assert detections() > 0  # watched from the first example, the adjustment looks like one
+
+
+def widths(model: OnlineModel) -> int:
+    return sum(int(d.width) for d in model.detectors)
+
+
+def test_after_a_reset_the_predecessors_scores_are_not_watched():
+    """A delayed label carries the score given when its example started: after a reset,
+    those given before it measure the replaced model, not the one being watched."""
+    model = OnlineModel(ModelSpec("m", PURCHASE, 1000), ModelsConfig(drift_policy="reset"))
+    rng = random.Random(5)
+    for i, (x, y) in enumerate(spec_stream(rng, 3000, False)):
+        model.learn(x, y, model.predict(x), i)
+    model.started_ms = 10_000  # examples were started (and scored) up to this event time
+    flipped = spec_stream(rng, 5000, True)
+    for x, y in flipped:
+        if model.learn(x, y, model.predict(x), 10_000):
+            break
+    assert model.drifts == 1 and model.born_ms == 10_000 and sum(model.learnt) == 1  # the drift example
+    while min(model.learnt) < 1000:  # the fresh pipeline's grace
+        x, y = next(flipped)
+        model.learn(x, y, model.predict(x), 10_000)
+    watched = widths(model)
+    x, y = next(flipped)
+    model.learn(x, y, 0.9, 20_000, scored_ms=10_000)  # scored by the predecessor
+    assert widths(model) == watched
+    model.learn(x, y, 0.9, 20_000, scored_ms=10_001)  # scored by the current pipeline
+    assert widths(model) == watched + 1
+
+
+def test_models_record_when_examples_start_and_resolve_them_with_that_time(monkeypatch):
+    monkeypatch.setattr("operators.models.DRIFT_GRACE", 0)
+    models, p = Models(ModelsConfig(drift_policy="reset")), Profile("user:a")
+    model = models.models[PROPENSITY]
+    touch(models, p, "page_view", T0)
+    assert model.started_ms == T0 and p.labels[PROPENSITY][0] == T0
+    model.born_ms = T0  # as if a reset had happened after this example started
+    touch(models, p, "page_view", T0 + P_HORIZON + 1)  # times out: a predecessor's score
+    assert widths(model) == 0 and model.started_ms == T0 + P_HORIZON + 1
+    touch(models, p, "purchase", T0 + P_HORIZON + 2)  # started after the reset: watched
+    assert widths(model) == 1
