@@ -425,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sustain", type=lambda t: tuple(float(v) for v in t.split(",") if v.strip()), default=(),
                     help="shares of the maximum to offer in turn, e.g. 0.9,0.8,0.7,0.6: the first the processor "
                          "keeps up with is the sustainable maximum, and the soak runs at --share of it")
-    ap.add_argument("--step", type=float, default=180.0, help="seconds per --sustain step")
+    ap.add_argument("--step", type=float, default=900.0,
+                    help="seconds per --sustain step; longer than the segments' shortest timer (10 min in the "
+                         "examples): a shorter step ends before the time visits its own events cause (the "
+                         "2026-12-05 17:37 run sustained 0.9 of the maximum for 180 s, then fell behind at "
+                         "0.8 of that once they came)")
     args = ap.parse_args(argv)
     # Stop cleanly (the processor and the broker too) on SIGTERM, and on SIGINT even when
     # started in the background, where the shell ignores it.
