@@ -213,7 +213,7 @@ def _window_quantiles(before, after) -> tuple[float | None, float | None]:
 
 def run(minutes: float, share: float, users: int, burst: int, sample_s: float, warmup_min: float,
         probe_s: float = 60.0, offer: float = 4000.0, span_min: float = 60.0, settle_min: float = 0.0,
-        settle_share: float = 0.6, sustain: tuple[float, ...] = (), step_s: float = 180.0) -> dict:
+        settle_share: float = 0.6, sustain: tuple[float, ...] = (), step_s: float = 900.0) -> dict:
     from confluent_kafka import Producer
 
     from tests.integration.test_pipeline import free_port
