@@ -212,8 +212,10 @@ def _window_quantiles(before, after) -> tuple[float | None, float | None]:
 
 
 def run(minutes: float, share: float, users: int, burst: int, sample_s: float, warmup_min: float,
-        probe_s: float = 60.0, offer: float = 4000.0, span_min: float = 60.0, settle_min: float = 0.0,
-        settle_share: float = 0.6, sustain: tuple[float, ...] = (), step_s: float = 900.0) -> dict:
+        probe_s: float, offer: float, span_min: float, settle_min: float,
+        settle_share: float, sustain: tuple[float, ...], step_s: float) -> dict:
+    """The soak; every setting comes from ``main``'s command line, whose defaults are the
+    only ones (a second set here once drifted from them)."""
     from confluent_kafka import Producer
 
     from tests.integration.test_pipeline import free_port
