@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install kafka-jars ops-deps demo test test-unit bench proto clean
+.PHONY: install kafka-jars ops-deps bench-tools demo test test-unit bench proto clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,13 @@ ops-deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	fi
 	@promtool --version 2>&1 | head -1
+
+# ghz, a Go gRPC load generator, for `python -m bench.bench_recommendations --client go`
+# (benchmarks only; needs Go and the Go module proxy). Version: bench/go_client.py.
+GHZ_VERSION := $(shell sed -n 's/^GHZ_VERSION = "\(.*\)"/\1/p' bench/go_client.py)
+bench-tools:
+	GOBIN=$(CURDIR)/build/bin go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+	@$(CURDIR)/build/bin/ghz --version
 
 demo: install
 	$(BIN)/pulse demo

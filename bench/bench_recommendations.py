@@ -9,8 +9,9 @@ co-occurrence neighbours, recent interactions) in RocksDB and keeps writing whil
 calls run (unless ``--no-with-writes``); one *server* process per kind
 (``serving.server.create_server`` on a secondary instance of the store, or the trivial
 handler); a separate *client* process times the calls at 1 in flight and drives
-``--in-flight`` concurrent calls for throughput. Helpers shared with the GetProfile
-benchmark come from ``bench.bench_serving``.
+``--in-flight`` concurrent calls for throughput: Python by default, or with ``--client go``
+ghz, a Go load generator (``bench.go_client``; ``make bench-tools``). Helpers shared with
+the GetProfile benchmark come from ``bench.bench_serving``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import grpc
 
 from bench.bench_serving import SERVICE, SOURCE, Child, _dir_bytes, progress, summary_ms
+from bench.go_client import GoClient
 from proto.pulse.v1 import pulse_pb2, pulse_pb2_grpc
 
 
@@ -355,6 +357,9 @@ def main_recommendations(argv: list[str] | None = None) -> dict:
     ap.add_argument("--item-writes-per-ms", type=float, default=1.0)
     ap.add_argument("--with-writes", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--client", choices=("python", "go"), default="python",
+                    help="the client process: Python (grpcio; the sync stub at 1 in flight, grpc.aio tasks under "
+                         "load) or ghz, a Go load generator (`make bench-tools`), which spends far less CPU per call")
     args = ap.parse_args(argv)
     ctx = mp.get_context("spawn")
     children: list[Child] = []
@@ -374,28 +379,45 @@ def main_recommendations(argv: list[str] | None = None) -> dict:
                                       workers, args.catch_up_ms, args.items_refresh_ms)
                 children.append(servers[kind])
             ports = {kind: child.recv("port", 120) for kind, child in servers.items()}
-            client = Child(ctx, "client", _recs_client_main, args.seed, args.profiles, args.anon_rate)
-            children.append(client)
-            client.recv("ready", 120)
+            if args.client == "go":
+                go = GoClient(Path(tmp), f"{SERVICE}/{RECS_SERVICE_METHOD}",
+                              [{"user_id": r.user_id, "k": r.k}
+                               for r in _recs_requests(args.seed, 20_000, args.profiles, args.anon_rate)])
+
+                def latency(port: int, first: int, count: int) -> list[int]:
+                    return go.latency(port, first, count)
+
+                def under_load(port: int) -> dict:
+                    return go.load(port, args.in_flight, args.load_seconds)
+            else:
+                client = Child(ctx, "client", _recs_client_main, args.seed, args.profiles, args.anon_rate)
+                children.append(client)
+                client.recv("ready", 120)
+
+                def latency(port: int, first: int, count: int) -> list[int]:
+                    client.conn.send(("latency", port, first, count))
+                    return client.recv("times", 300)
+
+                def under_load(port: int) -> dict:
+                    client.conn.send(("load", port, args.in_flight, args.load_seconds))
+                    return client.recv("load", 300)
 
             def measure(kinds: tuple[str, ...], label: str) -> dict:
                 for kind in kinds:  # warm-up (first item index build, channels)
-                    client.conn.send(("latency", ports[kind], 0, 300))
-                    client.recv("times", 120)
-                res = {k: {"lat": [], "load": [], "rps": []} for k in kinds}
+                    latency(ports[kind], 0, 300)
+                res = {k: {"lat": [], "load": [], "rps": [], "cut": 0} for k in kinds}
                 before = {k: servers[k].ask("stats", "stats") for k in kinds}
                 per = args.calls // args.rounds
                 for r in range(args.rounds):
                     order = kinds if r % 2 == 0 else tuple(reversed(kinds))
                     for kind in order:
                         progress(f"{label}: round {r + 1}/{args.rounds} {kind}: 1 in flight")
-                        client.conn.send(("latency", ports[kind], 1000 + r * per, per))
-                        res[kind]["lat"] += client.recv("times", 300)
+                        res[kind]["lat"] += latency(ports[kind], 1000 + r * per, per)
                     for kind in order:
                         progress(f"{label}: round {r + 1}/{args.rounds} {kind}: {args.in_flight} in flight")
-                        client.conn.send(("load", ports[kind], args.in_flight, args.load_seconds))
-                        out = client.recv("load", 300)
+                        out = under_load(ports[kind])
                         res[kind]["load"] += out["times"]
+                        res[kind]["cut"] += out.get("cut", 0)
                         res[kind]["rps"].append(len(out["times"]) / out["seconds"])
                 after = {k: servers[k].ask("stats", "stats") for k in kinds}
                 summary = {}
@@ -411,6 +433,7 @@ def main_recommendations(argv: list[str] | None = None) -> dict:
                         "handler_mean_us": d["handler_s"] / d["handler_n"] * 1e6 if d["handler_n"] else None,
                         "catch_up_mean_ms": d["catch_up_s"] / d["catch_up_n"] * 1e3 if d["catch_up_n"] else None,
                         "catch_ups": int(d["catch_up_n"]),
+                        "cut_at_end": res[kind]["cut"],
                     }
                 return summary
 
@@ -429,13 +452,15 @@ def main_recommendations(argv: list[str] | None = None) -> dict:
                 writes = writer.ask("stop", "stopped", 60)
             else:
                 writes = writer.ask("stop", "stopped", 60)
-            client.ask(("stop",), "stopped")
+            if args.client == "python":
+                client.ask(("stop",), "stopped")
             for kind in kinds:
                 servers[kind].ask("stop", "stopped")
         finally:
             for child in children:
                 child.close()
-    result = {"items": args.items, "profiles": args.profiles, "k": 20, "in_flight": args.in_flight,
+    result = {"client": args.client, "items": args.items, "profiles": args.profiles, "k": 20,
+              "in_flight": args.in_flight,
               "anon_rate": args.anon_rate, "calls": args.calls,
               "max_workers": args.max_workers[0] if len(args.max_workers) == 1 else args.max_workers,
               "record_bytes_mean": built["record_bytes_mean"], "phases": phases,
@@ -461,7 +486,8 @@ def print_recommendations_report(r: dict) -> None:
     pools = (f"{workers} threads" if isinstance(workers, int)
              else f"{', '.join(map(str, workers))} threads (-N: the pool size)")
     print(f"gRPC GetRecommendations: {r['items']:,} items, {r['profiles']:,} profiles (record mean "
-          f"{r['record_bytes_mean']:.0f} B), k = {r['k']}, {r['anon_rate']:.0%} anonymous; client in its own process; "
+          f"{r['record_bytes_mean']:.0f} B), k = {r['k']}, {r['anon_rate']:.0%} anonymous; "
+          f"{'ghz (Go)' if r.get('client') == 'go' else 'Python'} client in its own process; "
           f"sync servers with {pools}")
     for name, phase in r["phases"].items():
         extra = (f" (writer ~{r['writer_profiles_per_s']:,.0f} profiles/s + {r['writer_items_per_s']:,.0f} items/s; "
