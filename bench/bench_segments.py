@@ -44,6 +44,10 @@ from operators.triggers import SegmentEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = ROOT / "deploy" / "segments.yaml"
+# The events' producer in the latency part: librdkafka's default linger.ms. With 0, each of
+# 2,000 events/s was a produce request of its own, and the broker's handling of them took
+# most of a core of this 2-core machine from the processor (p99 237-645 ms against 42-68 ms).
+PRODUCER_LINGER_MS = 5
 DAY_MS = 86_400_000
 T0 = 1_795_773_600_000  # a fixed start, so every run reads the same event times
 
@@ -232,7 +236,8 @@ def kafka():
 
 
 def latency(rate: int, seconds: float, segments_path: Path = SEGMENTS, users: int = 20_000,
-            env_extra: dict | None = None, patch: str = "", warm: float = 5.0) -> dict:
+            env_extra: dict | None = None, patch: str = "", warm: float = 5.0,
+            linger_ms: int = PRODUCER_LINGER_MS) -> dict:
     from tests.kafka_broker import create_topic, unique_topic
 
     with kafka() as bootstrap, tempfile.TemporaryDirectory(prefix="pulse-bench-lat-") as d:
@@ -253,7 +258,8 @@ def latency(rate: int, seconds: float, segments_path: Path = SEGMENTS, users: in
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            return _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, Path(d), warm)
+            return _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, Path(d), warm,
+                            linger_ms)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -265,7 +271,8 @@ def latency(rate: int, seconds: float, segments_path: Path = SEGMENTS, users: in
             log.close()
 
 
-def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, tmp: Path, warm: float) -> dict:
+def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc, tmp: Path, warm: float,
+             linger_ms: int) -> dict:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     sent: dict[str, float] = {}  # event_id -> produce wall time (ms)
@@ -312,7 +319,9 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
         time.sleep(0.5)
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": "0", "acks": "1"})
+    # The events' producer batches as librdkafka does by default (``PRODUCER_LINGER_MS``);
+    # its wait is inside every latency measured (from the produce call).
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": str(linger_ms), "acks": "1"})
     gen = ClickstreamGenerator(seed=11, users=users, invalid_rate=0.0)
     # Warm up (imports, first batches, the profile cache, the broker's and producer's own
     # start) for ``warm`` seconds without measuring.
@@ -344,7 +353,8 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
     lat.sort()
     base.sort()
     progress("done", end="\n")
-    res = {"rate": rate, "achieved_rate": achieved, "seconds": seconds, "triggers": stats["triggers"],
+    res = {"rate": rate, "achieved_rate": achieved, "seconds": seconds, "producer_linger_ms": linger_ms,
+           "triggers": stats["triggers"],
            "event_triggers": len(lat), "time_triggers": stats["time_triggers"], "unmatched": stats["unmatched"]}
     for q in (50, 95, 99):
         res[f"p{q}_ms"] = percentile(lat, q)
@@ -352,7 +362,8 @@ def _measure(bootstrap, events_topic, triggers_topic, rate, seconds, users, proc
     res["max_ms"] = lat[-1] if lat else float("nan")
     res["p50_ms_by_second"] = {sec: percentile(sorted(v), 50) for sec, v in sorted(by_second.items())}
     print(f"event produced -> trigger on Kafka ({rate:,} events/s asked, {achieved:,.0f} achieved, "
-          f"{seconds:g} s measured after {warm:g} s warm-up, pulse run as a subprocess)")
+          f"{seconds:g} s measured after {warm:g} s warm-up, producer linger.ms={linger_ms}, "
+          "pulse run as a subprocess)")
     print(f"  triggers: {res['triggers']:,} ({res['event_triggers']:,} caused by a measured event, "
           f"{res['time_triggers']:,} by time/backfill, {res['unmatched']:,} by warm-up events)")
     print(f"  {'':<42}{'p50':>9}{'p95':>9}{'p99':>9}")
@@ -404,6 +415,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=40.0, help="measured seconds of the latency part")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds produced at --rate before measuring")
     ap.add_argument("--segments", type=Path, default=SEGMENTS)
+    ap.add_argument("--linger-ms", type=int, default=PRODUCER_LINGER_MS,
+                    help="linger.ms of the events' producer in the latency part (default: librdkafka's, "
+                         f"{PRODUCER_LINGER_MS}; 0 sends every event in a request of its own)")
     ap.add_argument("--env", action="append", default=[], metavar="PULSE_X=v",
                     help="extra environment for pulse run (latency part), e.g. PULSE_PROCESSOR_EPOCH_INTERVAL_MS=100")
     ap.add_argument("--processor-patch", default="", metavar="PYTHON",
@@ -424,7 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "latency" in parts:
         env = dict(kv.split("=", 1) for kv in args.env)
         result["latency"] = latency(args.rate, args.seconds, args.segments, env_extra=env, patch=args.processor_patch,
-                                    warm=args.warmup)
+                                    warm=args.warmup, linger_ms=args.linger_ms)
     return result
 
 
