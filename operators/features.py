@@ -401,23 +401,35 @@ class WindowedCounters:
         n = len(bs)
         if i >= n:
             return None
-        if total:
-            sm = series.sm[i:]
-            if min(sm) < 0:
-                return bs[i] + window_ms
-            # after the buckets before j left (j = i..n): the sum of the rest, exactly as
-            # ``total_from`` computes it (integer millionths, then one division).
-            rest = list(accumulate(reversed(sm), initial=0))
-            rest.reverse()  # rest[j - i] = sum(sm[j:]) in millionths
-
-            def value(j: int) -> float:
-                return rest[j - i] / MICRO
-        else:
+        if not total:
+            # A count: value(j) = last - cum[j] falls with j, so the crossing is a bisect of
+            # the prefix sums (j in (i, n]; value(n) is 0).
             cum = series.prefix()
             last = cum[-1]
+            cur = last - cum[i]
+            if op in (">=", "<") or (cur == number and op in ("==", "!=")):
+                if cur < number:
+                    return None  # already below: it stays so
+                j = bisect_right(cum, last - number, i + 1, n + 1)  # first value(j) < number
+            elif op in (">", "<=") or cur > number:
+                if cur <= number:
+                    return None
+                j = bisect_left(cum, last - number, i + 1, n + 1)  # first value(j) <= number
+                if j <= n and op in ("==", "!=") and last - cum[j] != number:
+                    return None  # it jumps over the number: == stays false, != true
+            else:
+                return None  # == or != below the number: it can only fall further
+            return bs[j - 1] + window_ms if j <= n else None
+        sm = series.sm[i:]
+        if min(sm) < 0:
+            return bs[i] + window_ms
+        # after the buckets before j left (j = i..n): the sum of the rest, exactly as
+        # ``total_from`` computes it (integer millionths, then one division).
+        rest = list(accumulate(reversed(sm), initial=0))
+        rest.reverse()  # rest[j - i] = sum(sm[j:]) in millionths
 
-            def value(j: int) -> float:
-                return last - cum[j]
+        def value(j: int) -> float:
+            return rest[j - i] / MICRO
         cur = value(i)
         # ``falls(j)``: true from some j on (values fall with j); the first such j > i is
         # the change, if the comparison's value there differs from now's.

@@ -102,6 +102,7 @@ from operators.segment_parser import ExprError
 __all__ = ["DictFacts", "Facts", "Segment", "SegmentError", "SegmentSet", "empty", "load_segments", "parse_segments"]
 ID_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 ENTRY_KEYS = ("id", "description", "condition", "marketing")
+_NEVER = 1 << 62  # a threshold instant that never comes (later than any event time)
 
 
 class SegmentError(ValueError):
@@ -167,6 +168,10 @@ class SegmentSet:
         # (series key, is a sum, bucket key, window, operator, number), each read once.
         self._thresholds = tuple((key, name == "sum", read_key(key, w), w, op, c)
                                  for name, key, w, op, c in thresholds)
+        by_key_th: dict[str, list[int]] = {}
+        for i, th in enumerate(self._thresholds):
+            by_key_th.setdefault(th[0], []).append(i)
+        self._thresholds_by_key = {key: tuple(ix) for key, ix in by_key_th.items()}
         offsets: dict[str, set[int]] = {}
         for key, off in sinces:
             offsets.setdefault(key, set()).add(off)
@@ -263,18 +268,28 @@ class SegmentSet:
         best = windows
         thresholds = self._thresholds
         if thresholds:
+            # flips[i]: threshold i's instant, _NEVER for none (so that min() finds the next).
             flips = memo[3] if valid else None
-            pending = counters.pending
+            flip_at = counters.flip_at
             if flips is None:
-                flips = [counters.flip_at(th[2], th[3], th[4], th[5], now_ms, th[1]) for th in thresholds]
+                flips = [_NEVER if (t := flip_at(bkey, w, op, c, now_ms, total)) is None else t
+                         for _key, total, bkey, w, op, c in thresholds]
             else:
-                for i, th in enumerate(thresholds):
-                    t = flips[i]
-                    if th[0] in pending or (t is not None and t <= now_ms):
-                        flips[i] = counters.flip_at(th[2], th[3], th[4], th[5], now_ms, th[1])
-            for t in flips:
-                if t is not None and (best is None or t < best):
-                    best = t
+                by_key = self._thresholds_by_key
+                for key in counters.pending:
+                    for i in by_key.get(key, ()):
+                        _key, total, bkey, w, op, c = thresholds[i]
+                        t = flip_at(bkey, w, op, c, now_ms, total)
+                        flips[i] = _NEVER if t is None else t
+                if min(flips) <= now_ms:
+                    for i, t in enumerate(flips):
+                        if t <= now_ms:
+                            _key, total, bkey, w, op, c = thresholds[i]
+                            t = flip_at(bkey, w, op, c, now_ms, total)
+                            flips[i] = _NEVER if t is None else t
+            t = min(flips)
+            if t != _NEVER and (best is None or t < best):
+                best = t
         else:
             flips = None
         counters.window_memo = (self._token, now_ms, windows, flips)
