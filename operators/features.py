@@ -245,13 +245,14 @@ class WindowedCounters:
     distinct sets per ``(key, res, attr)`` and ``{key: last ts}``. Reads never change what
     is counted (they may fill the caches of a series)."""
 
-    __slots__ = ("_b", "_d", "_last", "touched", "pending", "window_memo")
+    __slots__ = ("_b", "_d", "_last", "touched", "touched_last", "pending", "window_memo")
 
     def __init__(self) -> None:
         self._b: dict[tuple[str, int], Series] = {}
         self._d: dict[tuple[str, int, str], DistinctSets] = {}
         self._last: dict[str, int] = {}
         self.touched: list[str] = []  # the series keys the last observe() matched (not stored)
+        self.touched_last: list[int | None] = []  # their last times before it (None: never)
         # For ``SegmentSet.next_change`` (not stored): what it computed last, ``(its set's
         # token, now, windows' instant, thresholds' instants)``, and the series keys
         # observed since (None: recompute).
@@ -265,6 +266,7 @@ class WindowedCounters:
         changed = False
         last = self._last
         touched = self.touched = []
+        before = self.touched_last = []
         for key, spec, layout in plan._compiled.get(event.type, ()):
             if spec is None:
                 lines, value = event.items, None
@@ -275,6 +277,7 @@ class WindowedCounters:
             touched.append(key)
             self.pending.add(key)
             old = last.get(key)
+            before.append(old)
             if old is None or ts > old:
                 last[key] = ts
                 changed = True

@@ -119,7 +119,9 @@ class _Compiler:
         self.deps: dict[str, int] = {}  # segment id -> offset of its segment() call
         self.terms: dict[str, Fn] = {}  # source text -> value closure, in source order
         # What the value reads, so an event re-evaluates only conditions whose inputs it
-        # changed: "k:<series key>" for counters, attribute names, "trait", "location", "score".
+        # changed: "k:<series key>" for a series' buckets (count, sum, distinct), "s:<series
+        # key>" for its last time (since, inactive), attribute names, "trait", "location",
+        # "score".
         self.touches: set[str] = set()
 
     def src(self, node: sp.Node) -> str:
@@ -367,7 +369,8 @@ class _Compiler:
             fields[field_name] = v.value
         try:
             spec = SeriesSpec(etype, **fields)
-            self.touches.add("k:" + spec.key)
+            # since() reads only the series' last time ("s:"), the others its buckets ("k:").
+            self.touches.add(("s:" if node.name == "since" else "k:") + spec.key)
             return spec
         except ValueError as exc:
             raise ExprError(node.kwargs[-1].pos if node.kwargs else node.pos, str(exc)) from None
@@ -452,7 +455,7 @@ class _Compiler:
         if not (isinstance(arg, sp.Lit) and arg.kind == "dur"):
             raise ExprError(arg.pos, f"inactive() needs a duration literal such as 14d, got {self.src(arg)}")
         spec = SeriesSpec("any")
-        self.touches.add("k:" + spec.key)
+        self.touches.add("s:" + spec.key)
         self.requirements.append((spec, None, None))
         return _Expr(BOOL, self.since_fn(spec.key, ">=", arg.value), False)
 

@@ -176,6 +176,10 @@ class SegmentSet:
         for key, off in sinces:
             offsets.setdefault(key, set()).add(off)
         self._sinces = tuple((key, tuple(sorted(offs))) for key, offs in offsets.items())
+        # A since() comparison changes only at its offsets after the last event: an event
+        # moving the last time can change one only if the time since the previous one had
+        # reached the smallest offset (``since_may_change``).
+        self.since_first_offset = {key: offs[0] for key, offs in self._sinces}
         # Input -> the segments reading it, and segment -> those depending on it, so that
         # an event re-evaluates only what its changes can reach.
         self._readers: dict[str, set[str]] = {}
@@ -190,12 +194,31 @@ class SegmentSet:
         self._known_tokens = touches is not None
         self._plans: dict[frozenset, tuple[tuple[str, Fn], ...]] = {}
 
+    def changed_inputs(self, changed: Iterable[str], counters: WindowedCounters, now_ms: int) -> list[str]:
+        """The inputs an event changed, for ``evaluate_changed``: ``changed`` (attribute
+        names, ``"trait"``, ...), ``"k:<key>"`` for every series the event was counted in
+        (``counters.touched``) and ``"s:<key>"`` for those whose since() comparisons it may
+        change. Those read ``now - last`` against offsets d (``since(..) >= d`` flips at
+        last + d): with the previous event less than the smallest offset before ``now``,
+        every comparison of the series had the value it has with the time since this event
+        (between 0 and that): nothing read from the series' last time changed. Only valid
+        when no time change is due at or before ``now`` (``next_change``)."""
+        out = list(changed)
+        first = self.since_first_offset
+        for key, old in zip(counters.touched, counters.touched_last):
+            out.append("k:" + key)
+            d = first.get(key)
+            if d is not None and (old is None or now_ms - old >= d):
+                out.append("s:" + key)
+        return out
+
     def evaluate_changed(self, changed: Iterable[str], facts: Facts, now_ms: int,
                          memo: dict[str, Any] | None = None) -> dict[str, bool]:
-        """Like ``evaluate`` for the segments whose inputs are in ``changed`` (counter
-        series as ``"k:<key>"``, attribute names, ``"trait"``, ``"location"``,
-        ``"score"``), those depending on them, and what they need; the others keep the
-        value they had (only time changes them, through ``next_change``)."""
+        """Like ``evaluate`` for the segments whose inputs are in ``changed`` (a series'
+        buckets as ``"k:<key>"``, its last time as ``"s:<key>"``, attribute names,
+        ``"trait"``, ``"location"``, ``"score"``), those depending on them, and what they
+        need; the others keep the value they had (only time changes them, through
+        ``next_change``)."""
         if not self._known_tokens:
             return self.evaluate(facts, now_ms, memo)
         key = frozenset(changed)

@@ -108,7 +108,7 @@ class SegmentEngine:
     def on_event(self, profile: Profile, event_id: str, ts_ms: int, event_type: str | None = None,
                  full: bool = False) -> list[Trigger]:
         """After an event was applied: only the segments reading something it changed
-        (``profile.changed``, ``profile.counters.touched``) are evaluated, unless ``full``
+        (``SegmentSet.changed_inputs``) are evaluated, unless ``full``
         (the profile absorbed another), the event changed consent, or a time change is due
         at this very instant. It is evaluated at the profile's clock if that is later
         (an accepted late event; see ``catch_up``)."""
@@ -118,8 +118,7 @@ class SegmentEngine:
         if full or event_type is None or event_type == "consent_update" or (
                 profile.next_check_ms is not None and profile.next_check_ms <= now):
             return self._evaluate(profile, now, event_id)
-        changed = list(profile.changed)
-        changed.extend("k:" + key for key in profile.counters.touched)
+        changed = self.segments.changed_inputs(profile.changed, profile.counters, now)
         return self._evaluate(profile, now, event_id, changed=changed)
 
     def backfill(self, profile: Profile) -> list[Trigger]:

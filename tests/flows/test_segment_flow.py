@@ -218,3 +218,25 @@ segments:
     run(store, records(docs), segments=segs)
     assert [t[1:3] + (t[4],) for t in transitions(store)] == [("german_viewer", "entered", "e2"),
                                                                ("adult", "entered", "e3")]
+
+
+def test_an_event_after_a_since_offset_passed_re_evaluates_the_since_readers():
+    # since() readers are evaluated on an event only when the time since the previous
+    # event had reached a comparison's offset (SegmentSet.changed_inputs). inactive_1h
+    # enters at T0 + 1 h (time); the next event, half a second after that instant, must
+    # take the user out at once; one 59 minutes later changes nothing.
+    segments = parse_segments("""
+segments:
+  - id: inactive_1h
+    condition: inactive(1h)
+""", "test.yaml")
+    store = MemoryStore()
+    docs = [ev(1, "page_view", "a", T0), ev(2, "page_view", "b", T0 + 60 * MIN),
+            ev(3, "page_view", "a", T0 + 60 * MIN + 500), ev(4, "page_view", "a", T0 + 119 * MIN),
+            ev(5, "page_view", "b", T0 + 119 * MIN + 1000)]
+    run(store, records(docs), segments=segments)
+    assert transitions(store, "user:a") == [
+        ("user:a", "inactive_1h", "entered", T0 + 60 * MIN, "time"),
+        ("user:a", "inactive_1h", "exited", T0 + 60 * MIN + 500, "e3"),
+    ]
+    assert "inactive_1h" not in store.get("user:a").segments
