@@ -131,8 +131,10 @@ class Profile:
     # [sum of round(1e6 * ln price), n]: integers, so merged and replayed profiles sum to
     # exactly the same value whatever the order (a float sum differs in the last bit).
     price_taste: list[int] = field(default_factory=lambda: [0, 0])
-    # The cart view, computed on first read after a change (segment conditions read it per event).
+    # The cart view, computed on first read after a change (segment conditions read it per event),
+    # from each line's entry (None: not in the cart), kept until that line changes.
     _cart_view: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _cart_entries: dict | None = field(default=None, init=False, repr=False, compare=False)
     # What the last applied event changed, for segment evaluation: attribute names, and
     # "trait"/"location" (not stored).
     changed: set = field(default_factory=set, init=False, repr=False, compare=False)
@@ -207,7 +209,7 @@ class Profile:
         self.total_spend = 0.0
         self.orders = 0
         self.cart_log = {}
-        self._cart_view = self._cart_json = None
+        self._cart_view = self._cart_json = self._cart_entries = None
         self.categories = {}
         self.purchased = {}
         self.last_device = self.last_channel = None
@@ -395,26 +397,37 @@ class Profile:
     def cart(self) -> dict[str, dict[str, Any]]:
         """The current cart: item -> qty, price, category, added_ms (first add still in it).
         Read-only: the same dict is returned until the cart changes."""
-        if self._cart_view is not None:
-            return self._cart_view
+        view = self._cart_view
+        if view is not None:
+            return view
+        entries = self._cart_entries
+        if entries is None:
+            entries = self._cart_entries = {}
         view = {}
         for item_id, line in self.cart_log.items():
-            qty = sum(delta for _ts, delta in line["ops"])
-            if qty > 0:
-                added = min(ts for ts, delta in line["ops"] if delta > 0)
-                view[item_id] = {"qty": qty, "price": line["price"], "category": line["category"], "added_ms": added}
+            entry = entries.get(item_id, _NO_ENTRY)
+            if entry is _NO_ENTRY:
+                entry = entries[item_id] = _cart_entry(line)
+            if entry is not None:
+                view[item_id] = entry
         self._cart_view = view
         return view
 
     def _cart_line(self, item_id: str) -> dict[str, Any]:
         self._cart_view = self._cart_json = None  # every cart change goes through here
+        entries = self._cart_entries
+        if entries is not None:
+            entries.pop(item_id, None)
         line = self.cart_log.get(item_id)
         if line is None:
             if len(self.cart_log) >= MAX_CART_LINES:
                 # Drop the line with the oldest activity (ties: by id).
                 def last_activity(kv):
                     return (max([ts for ts, _ in kv[1]["ops"]] + [kv[1]["since"]]), kv[0])
-                del self.cart_log[min(self.cart_log.items(), key=last_activity)[0]]
+                oldest = min(self.cart_log.items(), key=last_activity)[0]
+                del self.cart_log[oldest]
+                if entries is not None:
+                    entries.pop(oldest, None)
             line = self.cart_log[item_id] = {"ops": [], "since": 0, "price": 0.0, "price_ms": 0,
                                              "category": None, "category_ms": 0}
         return line
@@ -541,6 +554,19 @@ class Profile:
 
 def _geo(name: str):
     return lambda p: None if p.last_geo is None else p.last_geo.get(name)
+
+
+_NO_ENTRY = object()
+
+
+def _cart_entry(line: dict[str, Any]) -> dict[str, Any] | None:
+    """A cart log line as a cart view entry, or None when its quantity is not positive."""
+    ops = line["ops"]
+    qty = sum(delta for _ts, delta in ops)
+    if qty <= 0:
+        return None
+    added = min(ts for ts, delta in ops if delta > 0)
+    return {"qty": qty, "price": line["price"], "category": line["category"], "added_ms": added}
 
 
 _ATTRIBUTES = {
