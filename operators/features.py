@@ -245,7 +245,7 @@ class WindowedCounters:
     distinct sets per ``(key, res, attr)`` and ``{key: last ts}``. Reads never change what
     is counted (they may fill the caches of a series)."""
 
-    __slots__ = ("_b", "_d", "_last", "touched", "touched_last", "pending", "window_memo")
+    __slots__ = ("_b", "_d", "_last", "touched", "touched_last", "pending", "window_memo", "_prune_at")
 
     def __init__(self) -> None:
         self._b: dict[tuple[str, int], Series] = {}
@@ -258,6 +258,9 @@ class WindowedCounters:
         # observed since (None: recompute).
         self.pending: set[str] = set()
         self.window_memo: tuple | None = None
+        # (plan, instant): before the instant nothing can be pruned under that plan; None
+        # after a change that may bring it earlier (a new series, a bucket before the first).
+        self._prune_at: tuple[FeaturePlan, int | None] | None = None
 
     # -- updates ----------------------------------------------------------------------
     def observe(self, event: Event, plan: FeaturePlan) -> bool:
@@ -290,6 +293,9 @@ class WindowedCounters:
                 series = self._b.get(bkey)
                 if series is None:
                     series = self._b[bkey] = Series(res)
+                    self._prune_at = None
+                elif not series.bs or b < series.bs[0]:
+                    self._prune_at = None
                 series.add(b, 1, amount)
                 for dkey, attr in dkeys:
                     for line in lines:
@@ -302,24 +308,40 @@ class WindowedCounters:
         sets = self._d.get(dkey)
         if sets is None:
             sets = self._d[dkey] = DistinctSets()
+            self._prune_at = None
+        elif not sets.bs or b < sets.bs[0]:
+            self._prune_at = None
         sets.add(b, v)
 
     def prune(self, plan: FeaturePlan, now: int) -> None:
-        """Drop what no registered window can read again at any instant >= ``now``."""
+        """Drop what no registered window can read again at any instant >= ``now``.
+
+        A bucket ``b`` goes at ``b + w`` (``w``: the longest window reading its series), so
+        nothing goes before the earliest such instant of the first buckets: remembered for
+        ``plan``, a call before it returns at once."""
+        at = self._prune_at
+        if at is not None and at[0] is plan and (at[1] is None or now < at[1]):
+            return
         for key in [k for k in self._last if k not in plan.specs]:
             del self._last[key]
+        first = None
         for (key, res), series in list(self._b.items()):
             w = plan.longest.get(key, _EMPTY).get(res)
             if w is None or not series.drop_upto(now - w):
                 del self._b[(key, res)]
+            elif first is None or series.bs[0] + w < first:
+                first = series.bs[0] + w
         for dkey, sets in list(self._d.items()):
             w = plan._keep_d.get(dkey)
             if w is None or not sets.drop_upto(now - w):
                 del self._d[dkey]
+            elif first is None or sets.bs[0] + w < first:
+                first = sets.bs[0] + w
+        self._prune_at = (plan, first)
 
     def absorb(self, other: WindowedCounters) -> None:
         """Merge another profile's counters into this one (identity stitching)."""
-        self.window_memo = None
+        self.window_memo = self._prune_at = None
         for key, ts in other._last.items():
             if ts > self._last.get(key, ts - 1):
                 self._last[key] = ts
@@ -348,6 +370,10 @@ class WindowedCounters:
 
     def last(self, key: str) -> int | None:
         return self._last.get(key)
+
+    def series_keys(self):
+        """The keys of the series with an event (a view: the others have no buckets)."""
+        return self._last.keys()
 
     def next_change(self, key: str, window_ms: int, now: int) -> int | None:
         return self.next_change_at((key, _res(window_ms)), window_ms, now)

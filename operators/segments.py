@@ -294,11 +294,15 @@ class SegmentSet:
             # flips[i]: threshold i's instant, _NEVER for none (so that min() finds the next).
             flips = memo[3] if valid else None
             flip_at = counters.flip_at
-            if flips is None:
-                flips = [_NEVER if (t := flip_at(bkey, w, op, c, now_ms, total)) is None else t
-                         for _key, total, bkey, w, op, c in thresholds]
+            by_key = self._thresholds_by_key
+            if flips is None:  # only series with an event have buckets: the others never flip
+                flips = [_NEVER] * len(thresholds)
+                for key in counters.series_keys():
+                    for i in by_key.get(key, ()):
+                        _key, total, bkey, w, op, c = thresholds[i]
+                        t = flip_at(bkey, w, op, c, now_ms, total)
+                        flips[i] = _NEVER if t is None else t
             else:
-                by_key = self._thresholds_by_key
                 for key in counters.pending:
                     for i in by_key.get(key, ()):
                         _key, total, bkey, w, op, c = thresholds[i]

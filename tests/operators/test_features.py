@@ -342,6 +342,23 @@ def test_reads_match_brute_force_over_raw_events(events, later, data):
             assert kept.next_change(spec.key, w, now) == c.next_change(spec.key, w, now)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(event_st, st.integers(0, 2 * DAY_MS)), max_size=30))
+def test_a_prune_skipped_before_its_instant_equals_pruning_every_time(steps):
+    """``prune`` returns at once before the first bucket can go; the counters must equal
+    those pruned in full at every step (late events, new series and distinct sets)."""
+    skipping, full = WindowedCounters(), WindowedCounters()
+    now = T0
+    for e, advance in steps:
+        now = max(now, e.ts_ms) + advance
+        skipping.observe(e, PLAN)
+        full.observe(e, PLAN)
+        skipping.prune(PLAN, now)
+        full._prune_at = None
+        full.prune(PLAN, now)
+        assert skipping == full
+
+
 def test_reads_stay_exact_through_late_events_prunes_and_merges():
     """Reads bisect sorted buckets and keep prefix sums of the counts: check them against a
     brute force while events arrive out of order (inserts far back and near the end), the
