@@ -244,3 +244,31 @@ def _encode_along_a_random_history():
             assert orjson.loads(p.encoded()) == orjson.loads(orjson.dumps(p.to_record())), i
     assert len(p.seen) > 10 and p.cart and p.counters.count("add_to_cart", 10_000, T0 + 37 * 760) > 0
     assert Profile.from_record(orjson.loads(p.encoded())) == p
+
+
+def test_the_cart_view_equals_one_built_from_the_log_through_every_kind_of_cart_change():
+    """``cart`` keeps each line's entry until the line changes: after adds, removes,
+    purchases, merges, lines dropped at ``MAX_CART_LINES`` and cleared behaviour, it must
+    equal the view of a profile decoded from the same record (built from scratch)."""
+    rng = random.Random(11)
+    p = Profile("u1")
+    items = [f"i{n}" for n in range(MAX_CART_LINES + 20)]
+    full = 0  # steps with the log at its bound (so lines were dropped)
+    for i in range(1500):
+        kind = rng.random()
+        if kind < 0.02:
+            other = Profile(f"o{i}")
+            for j in range(rng.randint(1, 4)):
+                other.apply(event(100_000 + i * 10 + j, "add_to_cart", item_id=rng.choice(items), price=2),
+                            "events/1", i * 10 + j)
+            p.absorb(other)
+        elif kind < 0.025:
+            p.clear_behaviour()
+        else:
+            etype = rng.choice(("add_to_cart", "add_to_cart", "remove_from_cart", "purchase"))
+            p.apply(event(i, etype, item_id=rng.choice(items), price=rng.choice((3, 4.5)),
+                          quantity=rng.randint(1, 3)), "events/0", i)
+        full += len(p.cart_log) == MAX_CART_LINES
+        if rng.random() < 0.5:
+            assert p.cart == Profile.from_record(orjson.loads(orjson.dumps(p.to_record()))).cart, i
+    assert full > 100 and p.cart
