@@ -50,7 +50,7 @@ import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
 
@@ -137,14 +137,47 @@ class SeriesSpec:
         object.__setattr__(self, "key", "|".join(parts))
         object.__setattr__(self, "_items", any(getattr(self, n) is not None for n in _ITEM_FILTERS))
 
-    def _line_ok(self, line: LineItem) -> bool:
-        cat, lc = self.category, line.category
-        return ((cat is None or (lc is not None and lc.startswith(cat)
-                                 and (len(lc) == len(cat) or lc[len(cat)] == "/")))
-                and (self.brand is None or line.brand == self.brand)
-                and (self.item_id is None or line.item_id == self.item_id)
-                and (self.min_price is None or line.price >= self.min_price)
-                and (self.max_price is None or line.price <= self.max_price))
+    def _line_predicate(self) -> Callable[[LineItem], bool] | None:
+        """Only the filters set, each a closure (a line is checked per series it may count in)."""
+        checks: list[Callable[[LineItem], bool]] = []
+        cat, brand, item, lo, hi = self.category, self.brand, self.item_id, self.min_price, self.max_price
+        if cat is not None:  # that category or a sub-category of it
+            n = len(cat)
+            checks.append(lambda line: (lc := line.category) is not None and lc.startswith(cat)
+                          and (len(lc) == n or lc[n] == "/"))
+        if brand is not None:
+            checks.append(lambda line: line.brand == brand)
+        if item is not None:
+            checks.append(lambda line: line.item_id == item)
+        if lo is not None:
+            checks.append(lambda line: line.price >= lo)
+        if hi is not None:
+            checks.append(lambda line: line.price <= hi)
+        if len(checks) <= 1:
+            return checks[0] if checks else None
+        every = tuple(checks)
+        return lambda line: all(check(line) for check in every)
+
+    def lines_matcher(self) -> Callable[[Event], tuple[LineItem, ...] | None] | None:
+        """For events of a type this series counts: ``fn(event)``, the lines it counts
+        (all lines without item filters) or None if the event does not match; None when
+        the type is the only filter."""
+        channel, device, ok = self.channel, self.device, self._line_predicate()
+        if channel is None and device is None and ok is None:
+            return None
+
+        def matcher(event: Event) -> tuple[LineItem, ...] | None:
+            if channel is not None or device is not None:
+                ctx = event.context
+                if (channel is not None and ctx.channel != channel) or (device is not None and ctx.device != device):
+                    return None
+            lines = event.items
+            if ok is None:
+                return lines
+            if len(lines) == 1:
+                return lines if ok(lines[0]) else None
+            return tuple(line for line in lines if ok(line)) or None
+        return matcher
 
     def match(self, event: Event) -> tuple[bool, float, tuple[LineItem, ...]]:
         """``(matched, value, matching lines)``; the lines are all lines without item filters."""
@@ -156,7 +189,8 @@ class SeriesSpec:
             return _NO_MATCH
         lines = event.items
         if self._items:
-            lines = tuple(line for line in lines if self._line_ok(line))
+            ok = self._line_predicate()
+            lines = tuple(line for line in lines if ok(line))
             if not lines:
                 return _NO_MATCH
         return True, _value(lines), lines
@@ -208,16 +242,27 @@ class FeaturePlan:
                 if attr:
                     self._keep_d[(key, resolution_ms(w), attr)] = w
         self.resolutions = {k: tuple(sorted(v)) for k, v in self.longest.items()}
-        # What observe() walks per event type: (key, spec or None when the type is the only
-        # filter, ((res, (key, res), (((key, res, attr), attr), ...)), ...)): keys made once.
-        compiled = {k: (k, s if s._items or s.channel or s.device else None,
+        self.by_type = {t: sorted(k for k, s in self.specs.items() if s.event_type in (t, "any")) for t in EVENT_TYPES}
+        self._compiled = self._compile()
+        canon = [[k, sorted(need[k])] for k in sorted(need)]
+        self.fingerprint = hashlib.sha256(orjson.dumps(canon)).hexdigest()[:16]
+
+    def _compile(self) -> dict[str, tuple]:
+        """What observe() walks per event type: (key, ``SeriesSpec.lines_matcher`` (None when
+        the type is the only filter), ((res, (key, res), (((key, res, attr), attr), ...)),
+        ...)): keys made once."""
+        compiled = {k: (k, s.lines_matcher(),
                         tuple((r, (k, r), tuple((d, d[2]) for d in sorted(self._keep_d) if d[:2] == (k, r)))
                               for r in self.resolutions[k]))
                     for k, s in self.specs.items()}
-        self.by_type = {t: sorted(k for k, s in self.specs.items() if s.event_type in (t, "any")) for t in EVENT_TYPES}
-        self._compiled = {t: tuple(compiled[k] for k in keys) for t, keys in self.by_type.items()}
-        canon = [[k, sorted(need[k])] for k in sorted(need)]
-        self.fingerprint = hashlib.sha256(orjson.dumps(canon)).hexdigest()[:16]
+        return {t: tuple(compiled[k] for k in keys) for t, keys in self.by_type.items()}
+
+    def __getstate__(self) -> dict:  # the matchers are closures: made again when unpickled
+        return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._compiled = self._compile()
 
     def __repr__(self) -> str:
         return f"FeaturePlan({len(self.specs)} series, fingerprint={self.fingerprint})"
@@ -270,12 +315,12 @@ class WindowedCounters:
         last = self._last
         touched = self.touched = []
         before = self.touched_last = []
-        for key, spec, layout in plan._compiled.get(event.type, ()):
-            if spec is None:
-                lines, value = event.items, None
+        for key, matcher, layout in plan._compiled.get(event.type, ()):
+            if matcher is None:
+                lines = event.items
             else:
-                ok, value, lines = spec.match(event)
-                if not ok:
+                lines = matcher(event)
+                if lines is None:
                     continue
             touched.append(key)
             self.pending.add(key)
@@ -287,7 +332,7 @@ class WindowedCounters:
             if not layout:
                 continue
             changed = True
-            amount = micros(_value(lines) if value is None else value)
+            amount = micros(_value(lines))
             for res, bkey, dkeys in layout:
                 b = ts - ts % res
                 series = self._b.get(bkey)

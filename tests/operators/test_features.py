@@ -485,3 +485,14 @@ def test_flip_at_is_the_first_bucket_leaving_where_the_comparison_changes(seed):
                     assert got is not None and (want is None or got <= want), (op, number)
                 else:
                     assert got == want, (total, op, number)
+
+
+def test_a_plan_pickles_and_counts_the_same_after():
+    """The plan's per-series matchers are closures: a pickled plan makes them again."""
+    import pickle
+    again = pickle.loads(pickle.dumps(PLAN))
+    events = [ev("purchase", T0 + i * 1000, channel="app" if i % 2 else None, item_id=f"i{i}",
+                 category=("outdoor/tents", "books", "outdoorsy")[i % 3], price=(0.5, 2, 9.25, 12)[i % 4])
+              for i in range(12)]
+    assert again.fingerprint == PLAN.fingerprint
+    assert observed(again, events) == observed(PLAN, events) != observed(PLAN, [])
