@@ -290,7 +290,7 @@ class WindowedCounters:
     distinct sets per ``(key, res, attr)`` and ``{key: last ts}``. Reads never change what
     is counted (they may fill the caches of a series)."""
 
-    __slots__ = ("_b", "_d", "_last", "touched", "touched_last", "pending", "window_memo", "_prune_at")
+    __slots__ = ("_b", "_d", "_last", "touched", "touched_last", "pending", "window_memo", "_prune_at", "_b_order")
 
     def __init__(self) -> None:
         self._b: dict[tuple[str, int], Series] = {}
@@ -306,6 +306,7 @@ class WindowedCounters:
         # (plan, instant): before the instant nothing can be pruned under that plan; None
         # after a change that may bring it earlier (a new series, a bucket before the first).
         self._prune_at: tuple[FeaturePlan, int | None] | None = None
+        self._b_order: list[tuple[str, int]] | None = None  # sorted keys of ``_b`` (None: sort again)
 
     # -- updates ----------------------------------------------------------------------
     def observe(self, event: Event, plan: FeaturePlan) -> bool:
@@ -338,7 +339,7 @@ class WindowedCounters:
                 series = self._b.get(bkey)
                 if series is None:
                     series = self._b[bkey] = Series(res)
-                    self._prune_at = None
+                    self._prune_at = self._b_order = None
                 elif not series.bs or b < series.bs[0]:
                     self._prune_at = None
                 series.add(b, 1, amount)
@@ -374,6 +375,7 @@ class WindowedCounters:
             w = plan.longest.get(key, _EMPTY).get(res)
             if w is None or not series.drop_upto(now - w):
                 del self._b[(key, res)]
+                self._b_order = None
             elif first is None or series.bs[0] + w < first:
                 first = series.bs[0] + w
         for dkey, sets in list(self._d.items()):
@@ -394,6 +396,7 @@ class WindowedCounters:
             into = self._b.get(bkey)
             if into is None:
                 into = self._b[bkey] = Series(bkey[1])
+                self._b_order = None
             for b, c, s in zip(theirs.bs, theirs.cnt, theirs.sm):
                 into.add(b, c, s)
         for dkey, theirs in other._d.items():
@@ -568,8 +571,11 @@ class WindowedCounters:
         changes; for ``orjson.dumps``)."""
         rec: dict[str, Any] = {"v": RECORD_VERSION, "last": dict(sorted(self._last.items()))}
         if self._b:
-            rec["b"] = [[k, r, ser.pack_json() if encoded else ser.pack()]
-                        for (k, r), ser in sorted(self._b.items(), key=_first)]
+            order = self._b_order
+            if order is None:
+                order = self._b_order = sorted(self._b)
+            b = self._b
+            rec["b"] = [[k, r, b[(k, r)].pack_json() if encoded else b[(k, r)].pack()] for k, r in order]
         if self._d:
             rec["d"] = [[k, r, a, sets.pack(r)]
                         for (k, r, a), sets in sorted(self._d.items(), key=_first)]

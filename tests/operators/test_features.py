@@ -496,3 +496,23 @@ def test_a_plan_pickles_and_counts_the_same_after():
               for i in range(12)]
     assert again.fingerprint == PLAN.fingerprint
     assert observed(again, events) == observed(PLAN, events) != observed(PLAN, [])
+
+
+def test_the_stored_form_follows_series_added_and_dropped_after_it_was_written():
+    """``to_record`` keeps the sorted series keys until a series comes or goes: new ones
+    from an absorbed profile and from events, and ones a prune empties, must all show."""
+    def stored(c):
+        return [(k, r) for k, r, _flat in c.to_record(encoded=True).get("b", [])]
+
+    c = observed(PLAN, [ev("purchase", T0, item_id="a", category="books", price=3)])
+    sizes = [len(stored(c))]
+    c.absorb(observed(PLAN, [ev("product_view", T0 + 1000, item_id="b", category="outdoor/tents", price=5)]))
+    sizes.append(len(stored(c)))
+    assert stored(c) == sorted(c._b)
+    c.observe(ev("page_view", T0 + 2000, channel="app"), PLAN)
+    sizes.append(len(stored(c)))
+    assert stored(c) == sorted(c._b)
+    c.prune(PLAN, T0 + 2 * HOUR_MS)  # the second-resolution series (windows up to 1 h) go
+    sizes.append(len(stored(c)))
+    assert stored(c) == sorted(c._b)
+    assert sizes[0] < sizes[1] < sizes[2] and 0 < sizes[3] < sizes[2]
