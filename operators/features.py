@@ -535,6 +535,20 @@ class WindowedCounters:
             return None  # it jumps over the number: == stays false, != true
         return bs[lo - 1] + window_ms
 
+    def has_bucket_leaving(self, res: int, key: str, windows: Iterable[int], at: int) -> bool:
+        """Whether a bucket of series ``(key, res)`` leaves one of ``windows`` at instant
+        ``at`` (bucket ``b`` leaves window ``w`` at ``b + w``)."""
+        series = self._b.get((key, res))
+        if series is None:
+            return False
+        bs = series.bs
+        n = len(bs)
+        for w in windows:
+            i = bisect_left(bs, at - w)
+            if i < n and bs[i] == at - w:
+                return True
+        return False
+
     def last_change_before(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], until: int) -> int | None:
         """The latest instant < ``until`` at which a bucket left one of the windows of
         ``reads`` (as for ``next_change_min``), or None."""

@@ -212,6 +212,24 @@ class SegmentSet:
                 out.append("s:" + key)
         return out
 
+    def time_inputs(self, counters: WindowedCounters, at_ms: int) -> list[str]:
+        """The inputs time changes at ``at_ms``, for ``evaluate_changed`` at a visit there:
+        ``"k:<key>"`` where a bucket of the series leaves one of the windows read (a
+        bucket ``b`` leaves window ``w`` at ``b + w``), ``"s:<key>"`` where a since()
+        offset after its last event is ``at_ms``, and ``"score"`` (the models may have
+        changed scores since the last evaluation). Only valid when ``at_ms`` is the
+        profile's next change (``next_change``) and the memberships were evaluated at an
+        earlier instant with nothing changed in between."""
+        out = ["score"]
+        for (key, res), windows in self._every_read:
+            if counters.has_bucket_leaving(res, key, windows, at_ms):
+                out.append("k:" + key)
+        for key, offsets in self._sinces:
+            last = counters.last(key)
+            if last is not None and at_ms - last in offsets:
+                out.append("s:" + key)
+        return out
+
     def evaluate_changed(self, changed: Iterable[str], facts: Facts, now_ms: int,
                          memo: dict[str, Any] | None = None) -> dict[str, bool]:
         """Like ``evaluate`` for the segments whose inputs are in ``changed`` (a series'

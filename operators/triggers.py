@@ -89,9 +89,13 @@ class SegmentEngine:
         out: list[Trigger] = []
         while profile.next_check_ms is not None and profile.next_check_ms < until_ms:
             at = profile.next_check_ms
-            if at > profile.clock_ms:
+            changed = None  # the clock is past the instant (a late record's catch-up): all
+            if at >= profile.clock_ms:
+                # Only what time changes at this instant (SegmentSet.time_inputs): nothing
+                # the segments read changed between the last evaluation and it.
                 profile.clock_ms = at
-            out.extend(self._evaluate(profile, profile.clock_ms, CAUSE_TIME))
+                changed = self.segments.time_inputs(profile.counters, at)
+            out.extend(self._evaluate(profile, profile.clock_ms, CAUSE_TIME, changed=changed))
         return out
 
     def catch_up(self, profile: Profile, watermark_ms: int) -> None:
