@@ -66,7 +66,6 @@ MAX_WINDOW_MS = 90 * DAY_MS
 DISTINCT_ATTRS = ("item_id", "category", "brand")
 RECORD_VERSION = 1
 _SPEC_TYPES = frozenset(EVENT_TYPES) | {"any"}
-_ITEM_FILTERS = ("category", "brand", "item_id", "min_price", "max_price")
 _FILTERS = ("category", "brand", "item_id", "channel", "device", "min_price", "max_price")  # key order
 _NO_MATCH: tuple[bool, float, tuple[LineItem, ...]] = (False, 0.0, ())
 _EMPTY: dict = {}  # shared default for reads; never written
@@ -115,7 +114,6 @@ class SeriesSpec:
     min_price: float | None = None
     max_price: float | None = None
     key: str = field(init=False, repr=False, compare=False)
-    _items: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.event_type not in _SPEC_TYPES:
@@ -135,7 +133,6 @@ class SeriesSpec:
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             raise ValueError(f"series {'|'.join(parts)!r}: min_price is above max_price")
         object.__setattr__(self, "key", "|".join(parts))
-        object.__setattr__(self, "_items", any(getattr(self, n) is not None for n in _ITEM_FILTERS))
 
     def _line_predicate(self) -> Callable[[LineItem], bool] | None:
         """Only the filters set, each a closure (a line is checked per series it may count in)."""
@@ -183,16 +180,10 @@ class SeriesSpec:
         """``(matched, value, matching lines)``; the lines are all lines without item filters."""
         if self.event_type != "any" and event.type != self.event_type:
             return _NO_MATCH
-        ctx = event.context
-        if (self.channel is not None and ctx.channel != self.channel) or \
-                (self.device is not None and ctx.device != self.device):
+        matcher = self.lines_matcher()
+        lines = event.items if matcher is None else matcher(event)
+        if lines is None:
             return _NO_MATCH
-        lines = event.items
-        if self._items:
-            ok = self._line_predicate()
-            lines = tuple(line for line in lines if ok(line))
-            if not lines:
-                return _NO_MATCH
         return True, _value(lines), lines
 
 
