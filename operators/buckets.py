@@ -146,11 +146,7 @@ class Series:
     def _packed(self) -> list:
         if self.packed is not None:
             return self.packed
-        res, prev, packed = self.res, 0, []
-        for b, c, s in zip(self.bs, self.cnt, self.sm):  # pack_cells, without a list of cells
-            i = b // res
-            packed += (i - prev, c, stored_number(s / MICRO))  # stored_sum
-            prev = i
+        packed = pack_cells(self.bs, self.res, [(c, stored_sum(s)) for c, s in zip(self.cnt, self.sm)])
         if len(self.bs) >= KEEP_PACKED:
             self.packed = packed
         return packed

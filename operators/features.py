@@ -526,10 +526,10 @@ class WindowedCounters:
             return None  # it jumps over the number: == stays false, != true
         return bs[lo - 1] + window_ms
 
-    def has_bucket_leaving(self, res: int, key: str, windows: Iterable[int], at: int) -> bool:
-        """Whether a bucket of series ``(key, res)`` leaves one of ``windows`` at instant
-        ``at`` (bucket ``b`` leaves window ``w`` at ``b + w``)."""
-        series = self._b.get((key, res))
+    def has_bucket_leaving(self, bkey: tuple[str, int], windows: Iterable[int], at: int) -> bool:
+        """Whether a bucket of series ``bkey`` (``read_key``) leaves one of ``windows`` at
+        instant ``at`` (bucket ``b`` leaves window ``w`` at ``b + w``)."""
+        series = self._b.get(bkey)
         if series is None:
             return False
         bs = series.bs

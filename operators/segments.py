@@ -178,7 +178,7 @@ class SegmentSet:
         self._sinces = tuple((key, tuple(sorted(offs))) for key, offs in offsets.items())
         # A since() comparison changes only at its offsets after the last event: an event
         # moving the last time can change one only if the time since the previous one had
-        # reached the smallest offset (``since_may_change``).
+        # reached the smallest offset (``changed_inputs``).
         self.since_first_offset = {key: offs[0] for key, offs in self._sinces}
         # Input -> the segments reading it, and segment -> those depending on it, so that
         # an event re-evaluates only what its changes can reach.
@@ -221,9 +221,9 @@ class SegmentSet:
         profile's next change (``next_change``) and the memberships were evaluated at an
         earlier instant with nothing changed in between."""
         out = ["score"]
-        for (key, res), windows in self._every_read:
-            if counters.has_bucket_leaving(res, key, windows, at_ms):
-                out.append("k:" + key)
+        for bkey, windows in self._every_read:
+            if counters.has_bucket_leaving(bkey, windows, at_ms):
+                out.append("k:" + bkey[0])
         for key, offsets in self._sinces:
             last = counters.last(key)
             if last is not None and at_ms - last in offsets:
@@ -315,23 +315,15 @@ class SegmentSet:
             by_key = self._thresholds_by_key
             if flips is None:  # only series with an event have buckets: the others never flip
                 flips = [_NEVER] * len(thresholds)
-                for key in counters.series_keys():
-                    for i in by_key.get(key, ()):
-                        _key, total, bkey, w, op, c = thresholds[i]
-                        t = flip_at(bkey, w, op, c, now_ms, total)
-                        flips[i] = _NEVER if t is None else t
+                redo = [i for key in counters.series_keys() for i in by_key.get(key, ())]
             else:
-                for key in counters.pending:
-                    for i in by_key.get(key, ()):
-                        _key, total, bkey, w, op, c = thresholds[i]
-                        t = flip_at(bkey, w, op, c, now_ms, total)
-                        flips[i] = _NEVER if t is None else t
+                redo = [i for key in counters.pending for i in by_key.get(key, ())]
                 if min(flips) <= now_ms:
-                    for i, t in enumerate(flips):
-                        if t <= now_ms:
-                            _key, total, bkey, w, op, c = thresholds[i]
-                            t = flip_at(bkey, w, op, c, now_ms, total)
-                            flips[i] = _NEVER if t is None else t
+                    redo += [i for i, t in enumerate(flips) if t <= now_ms]
+            for i in redo:
+                _key, total, bkey, w, op, c = thresholds[i]
+                t = flip_at(bkey, w, op, c, now_ms, total)
+                flips[i] = _NEVER if t is None else t
             t = min(flips)
             if t != _NEVER and (best is None or t < best):
                 best = t
