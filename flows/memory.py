@@ -21,6 +21,14 @@ collector took 1.13 s in 1,708 collections at 700, 0.33 s in 91 at 10,000, 0.14 
 at 100,000 (20 ms per collection on average there; the pause at ``GEN0_THRESHOLD``,
 between the last two, was not measured). With it, the same benchmark ran 26% faster
 without segments and 14% faster with them.
+
+``gc.freeze`` moves the generations' lists at once (it does not walk them), so freezing
+often costs nothing, and what survives a batch (new profiles in the cache, their counters)
+is not walked again by the collections that follow. Every second rather than every five:
+main-thread CPU per event in that benchmark, alternating runs, 58.5 / 61.1 -> 55.3 / 56.5
+µs more with segments than without (0.25 s: 56.1 / 54.7, no better). No reference cycle
+is left behind by the flow to freeze: with the collector off, a collection after a run of
+20,000 events (segments and models on) found no garbage.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from __future__ import annotations
 import gc
 import threading
 
-FREEZE_INTERVAL_S = 5.0
+FREEZE_INTERVAL_S = 1.0
 GEN0_THRESHOLD = 50_000
 
 
