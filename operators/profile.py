@@ -39,7 +39,8 @@ from typing import Any
 import orjson
 
 from operators.events import Event
-from operators.buckets import exact_bytes
+from operators.buckets import MICRO, exact_bytes
+from operators.cart import CartView
 from operators.features import FeaturePlan, WindowedCounters
 
 RECORD_VERSION = 4
@@ -131,10 +132,8 @@ class Profile:
     # [sum of round(1e6 * ln price), n]: integers, so merged and replayed profiles sum to
     # exactly the same value whatever the order (a float sum differs in the last bit).
     price_taste: list[int] = field(default_factory=lambda: [0, 0])
-    # The cart view, computed on first read after a change (segment conditions read it per event),
-    # from each line's entry (None: not in the cart), kept until that line changes.
-    _cart_view: dict | None = field(default=None, init=False, repr=False, compare=False)
-    _cart_entries: dict | None = field(default=None, init=False, repr=False, compare=False)
+    # The cart view (``operators.cart``), from the first read on: kept up to date line by line.
+    _cart: CartView | None = field(default=None, init=False, repr=False, compare=False)
     # What the last applied event changed, for segment evaluation: attribute names, and
     # "trait"/"location" (not stored).
     changed: set = field(default_factory=set, init=False, repr=False, compare=False)
@@ -209,7 +208,7 @@ class Profile:
         self.total_spend = 0.0
         self.orders = 0
         self.cart_log = {}
-        self._cart_view = self._cart_json = self._cart_entries = None
+        self._cart = self._cart_json = None
         self.categories = {}
         self.purchased = {}
         self.last_device = self.last_channel = None
@@ -397,27 +396,21 @@ class Profile:
     def cart(self) -> dict[str, dict[str, Any]]:
         """The current cart: item -> qty, price, category, added_ms (first add still in it).
         Read-only: the same dict is returned until the cart changes."""
-        view = self._cart_view
-        if view is not None:
-            return view
-        entries = self._cart_entries
-        if entries is None:
-            entries = self._cart_entries = {}
-        view = {}
-        for item_id, line in self.cart_log.items():
-            entry = entries.get(item_id, _NO_ENTRY)
-            if entry is _NO_ENTRY:
-                entry = entries[item_id] = _cart_entry(line)
-            if entry is not None:
-                view[item_id] = entry
-        self._cart_view = view
-        return view
+        view = self._cart
+        if view is None:
+            view = self._cart = CartView()
+        return view.view(self.cart_log)
+
+    def cart_totals(self) -> tuple[int, int]:
+        """The cart's quantity and value in millionths (``operators.cart``)."""
+        view = self._cart
+        if view is None:
+            view = self._cart = CartView()
+        return view.totals(self.cart_log)
 
     def _cart_line(self, item_id: str) -> dict[str, Any]:
-        self._cart_view = self._cart_json = None  # every cart change goes through here
-        entries = self._cart_entries
-        if entries is not None:
-            entries.pop(item_id, None)
+        self._cart_json = None  # every cart change goes through here
+        view = self._cart
         line = self.cart_log.get(item_id)
         if line is None:
             if len(self.cart_log) >= MAX_CART_LINES:
@@ -426,10 +419,14 @@ class Profile:
                     return (max([ts for ts, _ in kv[1]["ops"]] + [kv[1]["since"]]), kv[0])
                 oldest = min(self.cart_log.items(), key=last_activity)[0]
                 del self.cart_log[oldest]
-                if entries is not None:
-                    entries.pop(oldest, None)
+                if view is not None:
+                    view.dropped(oldest)
             line = self.cart_log[item_id] = {"ops": [], "since": 0, "price": 0.0, "price_ms": 0,
                                              "category": None, "category_ms": 0}
+            if view is not None:
+                view.changed(item_id, new=True)
+        elif view is not None:
+            view.changed(item_id, new=False)
         return line
 
     def _cart_op(self, item_id: str, ts: int, delta: int, price: float | None, category: str | None,
@@ -552,29 +549,17 @@ class Profile:
         fields["counters"] = WindowedCounters.from_record(fields["counters"])
         return cls(profile_id=profile_id, **fields)
 
+
 def _geo(name: str):
     return lambda p: None if p.last_geo is None else p.last_geo.get(name)
-
-
-_NO_ENTRY = object()
-
-
-def _cart_entry(line: dict[str, Any]) -> dict[str, Any] | None:
-    """A cart log line as a cart view entry, or None when its quantity is not positive."""
-    ops = line["ops"]
-    qty = sum(delta for _ts, delta in ops)
-    if qty <= 0:
-        return None
-    added = min(ts for ts, delta in ops if delta > 0)
-    return {"qty": qty, "price": line["price"], "category": line["category"], "added_ms": added}
 
 
 _ATTRIBUTES = {
     "orders": lambda p: p.orders,
     "total_spend": lambda p: p.total_spend,
     "aov": lambda p: round(p.total_spend / p.orders, 2) if p.orders else None,
-    "cart_items": lambda p: sum(line["qty"] for line in p.cart.values()),
-    "cart_value": lambda p: round(sum(line["qty"] * (line.get("price") or 0.0) for line in p.cart.values()), 2),
+    "cart_items": lambda p: p.cart_totals()[0],
+    "cart_value": lambda p: round(p.cart_totals()[1] / MICRO, 2),
     "events": lambda p: sum(p.counts.values()),
     "lat": _geo("lat"),
     "lon": _geo("lon"),
