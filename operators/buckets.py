@@ -5,7 +5,8 @@ integer millionths, with running totals for reads); :class:`DistinctSets` holds 
 attribute's distinct values per bucket, at most ``MAX_DISTINCT_PER_BUCKET`` each. Both
 are written to a profile's record as flat lists ``[di, cell..., di, cell..., ...]``
 where ``di`` is the bucket index ``b // res`` minus the previous one (the first is
-absolute); reading a record checks its shape and raises :class:`FeatureRecordError`.
+absolute), or, a short series, as its columns (``WindowedCounters.to_record``); reading
+a record checks its shape and raises :class:`FeatureRecordError`.
 """
 
 from __future__ import annotations
@@ -151,6 +152,15 @@ class Series:
             self.packed = packed
         return packed
 
+    def stored(self, encoded: bool) -> list:
+        """What follows the key and resolution in the record (``WindowedCounters.to_record``):
+        the flat list from ``KEEP_PACKED`` buckets on, else the columns."""
+        if len(self.bs) >= KEEP_PACKED:
+            return [self.pack_json() if encoded else self.pack()]
+        if encoded:
+            return [self.bs, self.cnt, self.sm]
+        return [self.bs.copy(), self.cnt.copy(), self.sm.copy()]
+
     def pack(self) -> list:
         return self._packed().copy()
 
@@ -288,6 +298,18 @@ def series_from_flat(flat: list, res: int) -> Series:
             return series
     cells = ascending([(b, (as_int(flat[i + 1]), micros(float(flat[i + 2])))) for i, b in unpack(flat, res, 3)])
     return Series(res, [b for b, _ in cells], [c for _, (c, _) in cells], [s for _, (_, s) in cells])
+
+
+def series_from_columns(bs: list, cnt: list, sm: list, res: int) -> Series:
+    """A series from its stored columns: starts (ascending multiples of ``res``), counts
+    and sums in millionths, all integers."""
+    if not (type(bs) is list and type(cnt) is list and type(sm) is list and len(bs) == len(cnt) == len(sm)):
+        raise FeatureRecordError("counters record: a series' columns must be three lists of one length")
+    if not set(map(type, bs)) | set(map(type, cnt)) | set(map(type, sm)) <= _INT:
+        raise FeatureRecordError("counters record: a series' columns must hold integers")
+    if res <= 0 or any(b % res for b in bs) or any(a >= b for a, b in zip(bs, bs[1:])):
+        raise FeatureRecordError(f"counters record: bucket starts {bs!r:.80} are not ascending multiples of {res}")
+    return Series(res, bs, cnt, sm)
 
 
 def unpack(flat: list, res: int, stride: int) -> Iterable[tuple[int, int]]:

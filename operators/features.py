@@ -51,7 +51,7 @@ from itertools import accumulate
 from typing import Any, Iterable
 
 from operators.buckets import (MICRO, DistinctSets, FeatureRecordError, Series, as_int,
-                               micros, series_from_flat, sets_from_flat)
+                               micros, series_from_columns, series_from_flat, sets_from_flat)
 from operators.events import Event
 # Re-exported: the plan side lives in operators.feature_plan.
 from operators.feature_plan import (DAY_MS, DISTINCT_ATTRS, HOUR_MS, MAX_WINDOW_MS, MINUTE_MS, SECOND_MS,
@@ -61,7 +61,8 @@ from operators.feature_plan import (DAY_MS, DISTINCT_ATTRS, HOUR_MS, MAX_WINDOW_
 __all__ = ["DAY_MS", "DISTINCT_ATTRS", "HOUR_MS", "MAX_WINDOW_MS", "MINUTE_MS", "RECORD_VERSION", "SECOND_MS",
            "FeaturePlan", "Requirement", "SeriesSpec", "WindowedCounters", "read_key", "resolution_ms"]
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _EMPTY: dict = {}  # shared default for reads; never written
 
 
@@ -358,18 +359,23 @@ class WindowedCounters:
 
     # -- stored form --------------------------------------------------------------------
     def to_record(self, encoded: bool = False) -> dict[str, Any]:
-        """``{"v": 1, "last": {key: ts}, "b": [[key, res, [di, count, sum, ...]], ...],
-        "d": [[key, res, attr, [di, [values], ...]], ...]}``, everything sorted; ``di`` is
-        the bucket index ``b // res`` minus the previous one (the first is absolute).
-        ``encoded``: the bucket lists as ``orjson.Fragment`` (kept encoded until the series
-        changes; for ``orjson.dumps``)."""
+        """``{"v": 2, "last": {key: ts}, "b": [series, ...], "d": [[key, res, attr, [di,
+        [values], ...]], ...]}``, everything sorted. A series of ``KEEP_PACKED`` buckets or
+        more is ``[key, res, [di, count, sum, ...]]``: ``di`` is the bucket index ``b //
+        res`` minus the previous one (the first is absolute), ``sum`` a number; a shorter
+        one is its columns ``[key, res, [start, ...], [count, ...], [sum in millionths,
+        ...]]``, written by orjson as they are (packing them cost ~2 µs a series, and an
+        event changes several). Version 1 records (every series packed) are read too.
+        ``encoded``: for an immediate ``orjson.dumps``: the long series' lists as
+        ``orjson.Fragment`` (kept encoded until the series changes), the short ones' columns
+        not copied."""
         rec: dict[str, Any] = {"v": RECORD_VERSION, "last": dict(sorted(self._last.items()))}
         if self._b:
             order = self._b_order
             if order is None:
                 order = self._b_order = sorted(self._b)
             b = self._b
-            rec["b"] = [[k, r, b[(k, r)].pack_json() if encoded else b[(k, r)].pack()] for k, r in order]
+            rec["b"] = [[k, r, *b[(k, r)].stored(encoded)] for k, r in order]
         if self._d:
             rec["d"] = [[k, r, a, sets.pack(r)]
                         for (k, r, a), sets in sorted(self._d.items(), key=_first)]
@@ -377,14 +383,20 @@ class WindowedCounters:
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> WindowedCounters:
-        if not isinstance(rec, dict) or rec.get("v") != RECORD_VERSION:
-            raise FeatureRecordError(f"counters record: expected a dict with v={RECORD_VERSION}")
+        version = rec.get("v") if isinstance(rec, dict) else None
+        if version not in READABLE_VERSIONS:
+            raise FeatureRecordError(f"counters record: expected a dict with v in {READABLE_VERSIONS}")
         out = cls()
         try:
             out._last = {str(k): as_int(ts) for k, ts in rec["last"].items()}
-            for key, res, flat in rec.get("b", ()):
+            for entry in rec.get("b", ()):
+                key, res, *columns = entry
                 res = as_int(res)
-                out._b[(str(key), res)] = series_from_flat(flat, res)
+                if len(columns) == 3 and version >= 2:
+                    out._b[(str(key), res)] = series_from_columns(*columns, res)
+                else:
+                    (flat,) = columns
+                    out._b[(str(key), res)] = series_from_flat(flat, res)
             for key, res, attr, flat in rec.get("d", ()):
                 res = as_int(res)
                 out._d[(str(key), res, str(attr))] = sets_from_flat(flat, res)

@@ -42,7 +42,8 @@ def stored(c):
         idx = [sum(flat[0:i + 1:stride]) for i in range(0, len(flat), stride)]
         return [(i * res, flat[j * stride + 1]) for j, i in enumerate(idx)]
     rec = c.to_record()
-    return ({(k, r): [b for b, _ in starts(r, flat, 3)] for k, r, flat in rec.get("b", [])},
+    return ({(k, r): [b for b, _ in starts(r, flat[0], 3)] if len(flat) == 1 else flat[0]
+             for k, r, *flat in rec.get("b", [])},
             {(k, r, a): dict(starts(r, flat, 2)) for k, r, a, flat in rec.get("d", [])})
 
 
@@ -256,10 +257,15 @@ def test_record_round_trip_and_errors():
     back = WindowedCounters.from_record(orjson.loads(orjson.dumps(rec)))
     assert back == c and back.to_record() == rec
     assert back.total(s.key, HOUR_MS, T0 + 8_000) == c.total(s.key, HOUR_MS, T0 + 8_000)
-    assert rec["v"] == 1 and rec["last"] == {"any": T0 + HOUR_MS + 1, "page_view": T0 - 1, "purchase": T0 + 8_000,
+    assert rec["v"] == 2 and rec["last"] == {"any": T0 + HOUR_MS + 1, "page_view": T0 - 1, "purchase": T0 + 8_000,
                                              s.key: T0 + 8_000, "search": T0 + HOUR_MS + 1}
-    assert rec["b"][:2] == [[s.key, 1000, [T0 // 1000, 1, 29.97, 8, 1, 4]],  # delta-coded bucket indexes
-                            [s.key, HOUR_MS, [T0 // HOUR_MS, 2, 33.97]]]
+    # short series as columns: starts, counts, sums in millionths
+    assert rec["b"][:2] == [[s.key, 1000, [T0, T0 + 8_000], [1, 1], [29_970_000, 4_000_000]],
+                            [s.key, HOUR_MS, [T0], [2], [33_970_000]]]
+    with mock.patch.object(buckets, "KEEP_PACKED", 1):  # long ones packed: delta-coded bucket indexes
+        assert c.to_record()["b"][:2] == [[s.key, 1000, [T0 // 1000, 1, 29.97, 8, 1, 4]],
+                                          [s.key, HOUR_MS, [T0 // HOUR_MS, 2, 33.97]]]
+        assert WindowedCounters.from_record(c.to_record()) == c
     assert rec["d"] == [[s.key, 1000, "item_id", [T0 // 1000, ["a"], 8, ["b"]]]]
     assert WindowedCounters.from_record(WindowedCounters().to_record()) == WindowedCounters()
     for bad in ({}, {"v": 1}, {"v": 1, "last": {}, "b": [["k", 1000, [1, 2]]]},
@@ -267,7 +273,16 @@ def test_record_round_trip_and_errors():
                 {"v": 1, "last": {}, "d": [["k", 1000, "brand", [1, "abc"]]]},
                 {"v": 1, "last": {}, "b": [["k", 1000, [1, "2", 3]]]},
                 {"v": 1, "last": {}, "b": [["k", 1000, [1.5, 2, 3]]]},
-                {"v": 1, "last": {}, "b": [["k", 1000, [1, True, 3]]]}):
+                {"v": 1, "last": {}, "b": [["k", 1000, [1, True, 3]]]},
+                {"v": 3, "last": {}},
+                {"v": 1, "last": {}, "b": [["k", 1000, [1000], [1], [1]]]},  # columns are version 2
+                {"v": 2, "last": {}, "b": [["k", 1000, [1000], [1], [1.5]]]},
+                {"v": 2, "last": {}, "b": [["k", 1000, [1000, 2000], [1], [1]]]},
+                {"v": 2, "last": {}, "b": [["k", 1000, [2000, 1000], [1, 1], [1, 1]]]},
+                {"v": 2, "last": {}, "b": [["k", 1000, [1500], [1], [1]]]},
+                {"v": 2, "last": {}, "b": [["k", 0, [1000], [1], [1]]]},
+                {"v": 2, "last": {}, "b": [["k", 1000, [1000], [True], [1]]]},
+                {"v": 2, "last": {}, "b": [["k", 1000, [1000], [1]]]}):
         with pytest.raises(FeatureRecordError):
             WindowedCounters.from_record(bad)
 
@@ -409,7 +424,7 @@ def test_a_hand_made_record_out_of_order_reads_like_a_mapping():
     # buckets T0+5 s (1), then T0 (2) overwritten by T0 again (3): the last of equal starts wins
     assert c.count("search", HOUR_MS, T0 + 5_000) == 4
     assert c.next_change("search", HOUR_MS, T0 + 5_000) == T0 + HOUR_MS
-    assert c.to_record()["b"] == [["search", 1000, [T0 // 1000, 3, 3, 5, 1, 1]]]
+    assert c.to_record()["b"] == [["search", 1000, [T0, T0 + 5_000], [3, 1], [3 * MICRO, MICRO]]]
 
 
 @given(st.lists(event_st, min_size=1, max_size=40), st.data())
@@ -427,9 +442,10 @@ def test_the_stored_form_kept_up_to_date_equals_one_packed_afresh(events, data):
 
 def _interleave(events, later, data):
     def check(c):
-        fresh = {(k, r): pack_cells(ser.bs, r, [(n, stored_number(sm / MICRO)) for n, sm in zip(ser.cnt, ser.sm)])
+        fresh = {(k, r): [pack_cells(ser.bs, r, [(n, stored_number(sm / MICRO)) for n, sm in zip(ser.cnt, ser.sm)])]
+                 if len(ser.bs) >= buckets.KEEP_PACKED else [ser.bs, ser.cnt, ser.sm]
                  for (k, r), ser in c._b.items()}
-        assert {(k, r): flat for k, r, flat in c.to_record().get("b", [])} == fresh
+        assert {(k, r): stored for k, r, *stored in c.to_record().get("b", [])} == fresh
         assert orjson.loads(orjson.dumps(c.to_record(encoded=True))) == orjson.loads(orjson.dumps(c.to_record()))
 
     c = WindowedCounters()
@@ -452,7 +468,8 @@ def test_dropping_a_series_first_buckets_updates_its_kept_stored_form():
             c.prune(PLAN, T0 + HOUR_MS + 3_000)  # drops the buckets at T0 and T0 + 2 s of the 1 s series
             after = orjson.loads(orjson.dumps(c.to_record(encoded=True)))
             assert after == orjson.loads(orjson.dumps(c.to_record())) != before
-            assert ["any", 1000, [(T0 + 4_000) // 1000, 1, 0]] in after["b"]
+            assert (["any", 1000, [(T0 + 4_000) // 1000, 1, 0]] if keep == 1 else
+                    ["any", 1000, [T0 + 4_000], [1], [0]]) in after["b"]
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -502,7 +519,7 @@ def test_the_stored_form_follows_series_added_and_dropped_after_it_was_written()
     """``to_record`` keeps the sorted series keys until a series comes or goes: new ones
     from an absorbed profile and from events, and ones a prune empties, must all show."""
     def stored(c):
-        return [(k, r) for k, r, _flat in c.to_record(encoded=True).get("b", [])]
+        return [(k, r) for k, r, *_stored in c.to_record(encoded=True).get("b", [])]
 
     c = observed(PLAN, [ev("purchase", T0, item_id="a", category="books", price=3)])
     sizes = [len(stored(c))]
