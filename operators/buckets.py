@@ -198,15 +198,19 @@ class Series:
 
 class DistinctSets:
     """One series' distinct values of one attribute at one resolution, ascending by start:
-    ``bs`` and the parallel list ``vals`` of capped sets."""
+    ``bs`` and the parallel list ``vals`` of capped sets; ``packed_json`` the stored form
+    encoded, until the next change (a profile's record is written on each of its events,
+    and only the sets that event added to changed)."""
 
-    __slots__ = ("bs", "vals")
+    __slots__ = ("bs", "vals", "packed_json")
 
     def __init__(self, bs: list[int] | None = None, vals: list[set[str]] | None = None) -> None:
         self.bs: list[int] = bs if bs is not None else []
         self.vals: list[set[str]] = vals if vals is not None else []
+        self.packed_json: bytes | None = None
 
     def add(self, b: int, v: str) -> None:
+        self.packed_json = None
         bs = self.bs
         if bs and b == bs[-1]:
             add_capped(self.vals[-1], v)
@@ -225,11 +229,18 @@ class DistinctSets:
         i = bisect_right(self.bs, cutoff)
         if i:
             del self.bs[:i], self.vals[:i]
+            self.packed_json = None
         return bool(self.bs)
 
     def pack(self, res: int) -> list:
         """The stored form at resolution ``res``: ``[di, [values, sorted], ...]``."""
         return pack_cells(self.bs, res, [(sorted(vs),) for vs in self.vals])
+
+    def pack_json(self, res: int) -> orjson.Fragment:
+        """``pack(res)`` encoded (``res`` is the one of the series' key: always the same)."""
+        if self.packed_json is None:
+            self.packed_json = exact_bytes(orjson.dumps(self.pack(res)))
+        return orjson.Fragment(self.packed_json)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DistinctSets):

@@ -366,9 +366,9 @@ class WindowedCounters:
         one is its columns ``[key, res, [start, ...], [count, ...], [sum in millionths,
         ...]]``, written by orjson as they are (packing them cost ~2 µs a series, and an
         event changes several). Version 1 records (every series packed) are read too.
-        ``encoded``: for an immediate ``orjson.dumps``: the long series' lists as
-        ``orjson.Fragment`` (kept encoded until the series changes), the short ones' columns
-        not copied."""
+        ``encoded``: for an immediate ``orjson.dumps``: the long series' lists and the
+        distinct sets as ``orjson.Fragment`` (kept encoded until they change), the short
+        series' columns not copied."""
         rec: dict[str, Any] = {"v": RECORD_VERSION, "last": dict(sorted(self._last.items()))}
         if self._b:
             order = self._b_order
@@ -377,7 +377,7 @@ class WindowedCounters:
             b = self._b
             rec["b"] = [[k, r, *b[(k, r)].stored(encoded)] for k, r in order]
         if self._d:
-            rec["d"] = [[k, r, a, sets.pack(r)]
+            rec["d"] = [[k, r, a, sets.pack_json(r) if encoded else sets.pack(r)]
                         for (k, r, a), sets in sorted(self._d.items(), key=_first)]
         return rec
 

@@ -472,6 +472,15 @@ def test_dropping_a_series_first_buckets_updates_its_kept_stored_form():
                     ["any", 1000, [T0 + 4_000], [1], [0]]) in after["b"]
 
 
+def test_dropping_distinct_sets_first_buckets_updates_their_kept_stored_form():
+    c = observed(PLAN, [ev("purchase", T0 + i * 2_000, item_id=f"i{i}", category=f"c{i}", price=1) for i in range(3)])
+    before = orjson.loads(orjson.dumps(c.to_record(encoded=True)))
+    c.prune(PLAN, T0 + HOUR_MS + 3_000)  # drops the sets at T0 and T0 + 2 s of the 1 s series
+    after = orjson.loads(orjson.dumps(c.to_record(encoded=True)))
+    assert after == orjson.loads(orjson.dumps(c.to_record())) != before
+    assert ["purchase", 1000, "category", [(T0 + 4_000) // 1000, ["c2"]]] in after["d"]
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_flip_at_is_the_first_bucket_leaving_where_the_comparison_changes(seed):
     """``flip_at`` against stepping through every instant a bucket leaves the window."""
