@@ -197,10 +197,12 @@ class FeaturePlan:
 
     def _compile(self) -> dict[str, tuple]:
         """What observe() walks per event type: (key, ``SeriesSpec.lines_matcher`` (None when
-        the type is the only filter), ((res, (key, res), (((key, res, attr), attr), ...)),
-        ...)): keys made once."""
+        the type is the only filter), ((res, (key, res), (((key, res, attr), attr, kept),
+        ...), kept), ...)): keys made once; ``kept``: how long a bucket is kept (the
+        longest window reading it)."""
         compiled = {k: (k, s.lines_matcher(),
-                        tuple((r, (k, r), tuple((d, d[2]) for d in sorted(self._keep_d) if d[:2] == (k, r)))
+                        tuple((r, (k, r), tuple((d, d[2], self._keep_d[d]) for d in sorted(self._keep_d)
+                                                if d[:2] == (k, r)), self.longest[k][r])
                               for r in self.resolutions[k]))
                     for k, s in self.specs.items()}
         return {t: tuple(compiled[k] for k in keys) for t, keys in self.by_type.items()}

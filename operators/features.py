@@ -84,8 +84,9 @@ class WindowedCounters:
         # observed since (None: recompute).
         self.pending: set[str] = set()
         self.window_memo: tuple | None = None
-        # (plan, instant): before the instant nothing can be pruned under that plan; None
-        # after a change that may bring it earlier (a new series, a bucket before the first).
+        # (plan, instant): before the instant nothing can be pruned under that plan (None:
+        # nothing ever, no bucket); brought earlier by a new series or a bucket before the
+        # first (``_keep_until``); None: not known (prune walks every series).
         self._prune_at: tuple[FeaturePlan, int | None] | None = None
         self._b_order: list[tuple[str, int]] | None = None  # sorted keys of ``_b`` (None: sort again)
 
@@ -95,6 +96,8 @@ class WindowedCounters:
         ts = event.ts_ms
         changed = False
         last = self._last
+        if not last and self._prune_at is None:  # nothing stored: nothing to prune until a bucket comes
+            self._prune_at = (plan, None)
         touched = self.touched = []
         before = self.touched_last = []
         for key, matcher, layout in plan._compiled.get(event.type, ()):
@@ -115,29 +118,37 @@ class WindowedCounters:
                 continue
             changed = True
             amount = micros(_value(lines))
-            for res, bkey, dkeys in layout:
+            for res, bkey, dkeys, kept in layout:
                 b = ts - ts % res
                 series = self._b.get(bkey)
                 if series is None:
                     series = self._b[bkey] = Series(res)
-                    self._prune_at = self._b_order = None
+                    self._b_order = None
+                    self._keep_until(plan, b + kept)
                 elif not series.bs or b < series.bs[0]:
-                    self._prune_at = None
+                    self._keep_until(plan, b + kept)
                 series.add(b, 1, amount)
-                for dkey, attr in dkeys:
+                for dkey, attr, dkept in dkeys:
                     for line in lines:
                         v = getattr(line, attr)
                         if v is not None:
-                            self._distinct_add(dkey, b, v)
+                            self._distinct_add(dkey, b, v, plan, dkept)
         return changed
 
-    def _distinct_add(self, dkey: tuple[str, int, str], b: int, v: str) -> None:
+    def _keep_until(self, plan: FeaturePlan | None, t: int) -> None:
+        """A first bucket that ``prune`` drops at ``t`` under ``plan``."""
+        at = self._prune_at
+        if at is not None and at[0] is plan and (at[1] is None or t < at[1]):
+            self._prune_at = (plan, t)
+
+    def _distinct_add(self, dkey: tuple[str, int, str], b: int, v: str, plan: FeaturePlan | None,
+                      kept: int) -> None:
         sets = self._d.get(dkey)
         if sets is None:
             sets = self._d[dkey] = DistinctSets()
-            self._prune_at = None
+            self._keep_until(plan, b + kept)
         elif not sets.bs or b < sets.bs[0]:
-            self._prune_at = None
+            self._keep_until(plan, b + kept)
         sets.add(b, v)
 
     def prune(self, plan: FeaturePlan, now: int) -> None:
@@ -183,7 +194,7 @@ class WindowedCounters:
         for dkey, theirs in other._d.items():
             for b, values in zip(theirs.bs, theirs.vals):
                 for v in values:
-                    self._distinct_add(dkey, b, v)
+                    self._distinct_add(dkey, b, v, None, 0)  # no plan: ``_prune_at`` is None
 
     # -- reads ------------------------------------------------------------------------
     def count(self, key: str, window_ms: int, now: int) -> int:

@@ -357,21 +357,50 @@ def test_reads_match_brute_force_over_raw_events(events, later, data):
             assert kept.next_change(spec.key, w, now) == c.next_change(spec.key, w, now)
 
 
+# Distinct sets kept shorter than the series' buckets of the same resolution.
+SHORT_DISTINCT = FeaturePlan([(s, w, None) for s in SPECS for w in WINDOWS]
+                             + [(s, w, "category") for s in SPECS for w in (7 * 1000, 5 * HOUR_MS)])
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(event_st, st.integers(0, 2 * DAY_MS)), max_size=30))
-def test_a_prune_skipped_before_its_instant_equals_pruning_every_time(steps):
+@given(st.lists(st.tuples(event_st, st.integers(0, 2 * DAY_MS), st.booleans()), max_size=30),
+       st.sampled_from([PLAN, SHORT_DISTINCT]))
+def test_a_prune_skipped_before_its_instant_equals_pruning_every_time(steps, plan):
     """``prune`` returns at once before the first bucket can go; the counters must equal
-    those pruned in full at every step (late events, new series and distinct sets)."""
+    those pruned in full at every step (late events, new series and distinct sets), and
+    just before and at the instant it remembers (``probe``)."""
     skipping, full = WindowedCounters(), WindowedCounters()
     now = T0
-    for e, advance in steps:
+    for e, advance, probe in steps:
         now = max(now, e.ts_ms) + advance
-        skipping.observe(e, PLAN)
-        full.observe(e, PLAN)
-        skipping.prune(PLAN, now)
-        full._prune_at = None
-        full.prune(PLAN, now)
-        assert skipping == full
+        skipping.observe(e, plan)
+        full.observe(e, plan)
+        instants = [now]
+        if probe and skipping._prune_at is not None and skipping._prune_at[1] is not None:
+            at = skipping._prune_at[1]
+            instants = [at - 1, at] if at > now else instants
+        for t in instants:
+            skipping.prune(plan, t)
+            full._prune_at = None
+            full.prune(plan, t)
+            assert skipping == full
+        now = instants[-1]
+
+
+def test_a_late_bucket_before_the_first_brings_the_next_prune_earlier():
+    """A late event's bucket, earlier than a series' or a distinct set's first, goes first:
+    at its own instant (the distinct set's 7 s window here), not the one remembered."""
+    for plan in (PLAN, SHORT_DISTINCT):
+        c = observed(plan, [ev("purchase", T0 + 5_000, item_id="a", category="c1", price=1)])
+        c.prune(plan, T0 + 5_000)
+        c.observe(ev("purchase", T0 + 1_000, item_id="b", category="c2", price=1), plan)  # late
+        keep = 7_000 if plan is SHORT_DISTINCT else HOUR_MS
+        for now in (T0 + 1_000 + keep - 1, T0 + 1_000 + keep):
+            full = WindowedCounters.from_record(c.to_record())
+            c.prune(plan, now)
+            full.prune(plan, now)
+            assert c == full, (plan, now)
+        assert c.distinct("purchase", "category", keep, T0 + 1_000 + keep) == 1  # c2 is gone
 
 
 def test_reads_stay_exact_through_late_events_prunes_and_merges():
