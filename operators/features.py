@@ -211,6 +211,10 @@ class WindowedCounters:
     def last(self, key: str) -> int | None:
         return self._last.get(key)
 
+    def lasts(self) -> dict[str, int]:
+        """Every series' last event time, by key (read-only)."""
+        return self._last
+
     def series_keys(self):
         """The keys of the series with an event (a view: the others have no buckets)."""
         return self._last.keys()

@@ -308,31 +308,34 @@ class SegmentSet:
             windows = counters.next_change_min(self._reads, now_ms)  # always > now_ms: b > now - w
         best = windows
         thresholds = self._thresholds
+        first = _NEVER
         if thresholds:
-            # flips[i]: threshold i's instant, _NEVER for none (so that min() finds the next).
-            flips = memo[3] if valid else None
-            flip_at = counters.flip_at
+            # flips[i]: threshold i's instant, _NEVER for none; ``first``: the smallest.
             by_key = self._thresholds_by_key
-            if flips is None:  # only series with an event have buckets: the others never flip
+            if valid:
+                flips, first = memo[3], memo[4]
+                redo = [i for key in counters.pending for i in by_key.get(key, ())]
+                if first <= now_ms:
+                    redo += [i for i, t in enumerate(flips) if t <= now_ms]
+            else:  # only series with an event have buckets: the others never flip
                 flips = [_NEVER] * len(thresholds)
                 redo = [i for key in counters.series_keys() for i in by_key.get(key, ())]
-            else:
-                redo = [i for key in counters.pending for i in by_key.get(key, ())]
-                if min(flips) <= now_ms:
-                    redo += [i for i, t in enumerate(flips) if t <= now_ms]
-            for i in redo:
-                _key, total, bkey, w, op, c = thresholds[i]
-                t = flip_at(bkey, w, op, c, now_ms, total)
-                flips[i] = _NEVER if t is None else t
-            t = min(flips)
-            if t != _NEVER and (best is None or t < best):
-                best = t
+            if redo:
+                flip_at = counters.flip_at
+                for i in redo:
+                    _key, total, bkey, w, op, c = thresholds[i]
+                    t = flip_at(bkey, w, op, c, now_ms, total)
+                    flips[i] = _NEVER if t is None else t
+                first = min(flips)
+            if first != _NEVER and (best is None or first < best):
+                best = first
         else:
             flips = None
-        counters.window_memo = (self._token, now_ms, windows, flips)
+        counters.window_memo = (self._token, now_ms, windows, flips, first)
         counters.pending.clear()
+        lasts = counters.lasts()
         for key, offsets in self._sinces:
-            last = counters.last(key)
+            last = lasts.get(key)
             if last is None:
                 continue
             for off in offsets:
