@@ -55,11 +55,10 @@ class Trigger:
     @classmethod
     def make(cls, profile_id: str, segment_id: str, version: str, transition: str, at_ms: int, cause: str,
              values: dict[str, Any], backfill: bool = False) -> Trigger:
-        h = hashlib.blake2b(digest_size=16)
-        for part in (profile_id, segment_id, version, transition, str(at_ms), cause):
-            h.update(part.encode("utf-8"))
-            h.update(b"\x00")
-        return cls(h.hexdigest(), profile_id, segment_id, version, transition, at_ms, cause, values, backfill)
+        # The parts, each followed by a NUL byte, hashed in one call.
+        key = "\x00".join((profile_id, segment_id, version, transition, str(at_ms), cause, ""))
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+        return cls(digest, profile_id, segment_id, version, transition, at_ms, cause, values, backfill)
 
     def to_record(self) -> dict[str, Any]:
         return {
