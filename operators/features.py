@@ -331,19 +331,24 @@ class WindowedCounters:
             return None  # it jumps over the number: == stays false, != true
         return bs[lo - 1] + window_ms
 
-    def has_bucket_leaving(self, bkey: tuple[str, int], windows: Iterable[int], at: int) -> bool:
-        """Whether a bucket of series ``bkey`` (``read_key``) leaves one of ``windows`` at
-        instant ``at`` (bucket ``b`` leaves window ``w`` at ``b + w``)."""
-        series = self._b.get(bkey)
-        if series is None:
-            return False
-        bs = series.bs
-        n = len(bs)
-        for w in windows:
-            i = bisect_left(bs, at - w)
-            if i < n and bs[i] == at - w:
-                return True
-        return False
+    def leaving(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], at: int) -> list[str]:
+        """The keys of the series of ``reads`` (``(bucket key, windows)``, as for
+        ``next_change_min``) a bucket of which leaves one of its windows at instant ``at``
+        (bucket ``b`` leaves window ``w`` at ``b + w``)."""
+        b = self._b
+        out = []
+        for bkey, windows in reads:
+            series = b.get(bkey)
+            if series is None:
+                continue
+            bs = series.bs
+            n = len(bs)
+            for w in windows:
+                i = bisect_left(bs, at - w)
+                if i < n and bs[i] == at - w:
+                    out.append(bkey[0])
+                    break
+        return out
 
     def last_change_before(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], until: int) -> int | None:
         """The latest instant < ``until`` at which a bucket left one of the windows of

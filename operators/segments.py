@@ -221,11 +221,10 @@ class SegmentSet:
         profile's next change (``next_change``) and the memberships were evaluated at an
         earlier instant with nothing changed in between."""
         out = ["score"]
-        for bkey, windows in self._every_read:
-            if counters.has_bucket_leaving(bkey, windows, at_ms):
-                out.append("k:" + bkey[0])
+        out += ["k:" + key for key in counters.leaving(self._every_read, at_ms)]
+        lasts = counters.lasts()
         for key, offsets in self._sinces:
-            last = counters.last(key)
+            last = lasts.get(key)
             if last is not None and at_ms - last in offsets:
                 out.append("s:" + key)
         return out
