@@ -150,13 +150,17 @@ def flow_records(n: int, gap_ms: int, seed: int = 5, users: int = 20_000) -> lis
     return out
 
 
-def flow_run(records: list, segments_path: Path | None, batch_size: int = 1000) -> tuple[float, int, int]:
+def flow_run(records: list, segments_path: Path | None, batch_size: int = 1000,
+             models: bool = False) -> tuple[float, int, int]:
     """Seconds to run the flow over ``records`` (delivered ``batch_size`` at a time);
-    profiles stored; triggers written."""
+    profiles stored; triggers written. ``models``: with the models of the default
+    configuration learning in the flow, as ``pulse run`` has them."""
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from flows.memory import GcFreezer
     from flows.profile_flow import build_flow
+    from flows.runtime import learner
+    from pulse.config import ModelsConfig
     from state.store import RocksStore
 
     segs = load_segments(segments_path) if segments_path else empty()
@@ -164,7 +168,8 @@ def flow_run(records: list, segments_path: Path | None, batch_size: int = 1000) 
         store = RocksStore(Path(d) / "store")
         dead: list = []
         flow = build_flow(TestingSource(records, batch_size=batch_size), TestingSink(dead), store,
-                          options=ParseOptions(pii_key=b"bench-secret"), segments=segs)
+                          options=ParseOptions(pii_key=b"bench-secret"), segments=segs,
+                          learner=learner(store, ModelsConfig()) if models else None)
         t0 = time.perf_counter()
         with GcFreezer():  # the collector policy `pulse run` runs the flow under
             run_main(flow)
@@ -175,7 +180,7 @@ def flow_run(records: list, segments_path: Path | None, batch_size: int = 1000) 
     return elapsed, profiles, triggers
 
 
-def flow(n: int, segments_path: Path = SEGMENTS, rounds: int = 2) -> dict:
+def flow(n: int, segments_path: Path = SEGMENTS, rounds: int = 2, models: bool = False) -> dict:
     out: dict = {}
     for label, gap in (("50ms", 50), ("3days", 3 * DAY_MS // n)):
         records = flow_records(n, gap)
@@ -183,16 +188,16 @@ def flow(n: int, segments_path: Path = SEGMENTS, rounds: int = 2) -> dict:
         profiles = triggers = 0
         for r in range(rounds):  # alternate, keep the best of each: the machine is shared
             progress(f"flow {label}: round {r + 1}/{rounds}, no segments")
-            base = min(base, flow_run(records, None)[0])
+            base = min(base, flow_run(records, None, models=models)[0])
             progress(f"flow {label}: round {r + 1}/{rounds}, {segments_path.name}")
-            t, profiles, triggers = flow_run(records, segments_path)
+            t, profiles, triggers = flow_run(records, segments_path, models=models)
             seg = min(seg, t)
         out[label] = {"events": n, "gap_ms": gap, "profiles": profiles, "triggers": triggers,
                       "baseline_events_per_s": n / base, "segments_events_per_s": n / seg, "ratio": base / seg}
     progress("done", end="\n")
     nseg = len(load_segments(segments_path))
     print(f"flow throughput with {nseg} segments vs none ({n:,} events, 20,000 users, Bytewax TestingSource "
-          f"batches of 1,000, RocksDB; best of {rounds})")
+          f"batches of 1,000, RocksDB; models {'on (default configuration)' if models else 'off'}; best of {rounds})")
     for label, r in out.items():
         span = "~50 minutes (50 ms apart)" if label == "50ms" else f"3 days ({r['gap_ms']:,} ms apart)"
         print(f"  events over {span}: {r['profiles']:,} profiles, {r['triggers']:,} triggers")
@@ -423,6 +428,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--processor-patch", default="", metavar="PYTHON",
                     help="statements run in the processor before pulse starts (to try a knob, e.g. "
                          "'import flows.kafka_io as k; k.KafkaEventSource.__init__.__kwdefaults__[\"poll_timeout\"] = 0.002')")
+    ap.add_argument("--models", action="store_true",
+                    help="flow part: both flows with the default configuration's models learning (pulse run's "
+                         "default); without it, models off in both, so that only segments differ")
     ap.add_argument("--only", choices=("micro", "flow", "batches", "latency"), action="append",
                     help="run only these parts (repeatable)")
     ap.add_argument("--skip-latency", action="store_true", help="no broker: micro and flow only")
@@ -432,7 +440,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "micro" in parts:
         result["micro"] = micro(args.segments)
     if "flow" in parts:
-        result["flow"] = flow(args.events, args.segments, args.rounds)
+        result["flow"] = flow(args.events, args.segments, args.rounds, models=args.models)
     if "batches" in parts:
         result["batches"] = batches(args.events, segments_path=args.segments, rounds=args.rounds)
     if "latency" in parts:
