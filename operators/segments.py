@@ -38,8 +38,10 @@ duration literal in [1s, 90d]; filters are keyword arguments ``category="outdoor
 
 Windows follow ``operators.features``: exact to the second up to 1 h, to the minute up to
 60 h, to the hour beyond. Attributes (bare names, all may be null): numbers ``orders``,
-``total_spend``, ``aov`` (null without orders), ``cart_items``, ``cart_value``, ``events``,
-``lat``, ``lon``; strings ``country``, ``city``, ``device``, ``channel``; bool ``urban``.
+``total_spend``, ``aov`` (null without orders), ``cart_items``, ``cart_value`` (each line's
+quantity × price in millionths, summed, then rounded to cents: the same in any order),
+``events``, ``lat``, ``lon``; strings ``country``, ``city``, ``device``, ``channel``; bool
+``urban``.
 
 Null: a comparison (or ``in``) involving null is false, arithmetic with null (or a
 division by zero) gives null, ``and``/``or`` treat null as false, and ``not null`` is
