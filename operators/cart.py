@@ -100,8 +100,9 @@ class CartView:
         return view
 
     def _update(self, log: dict[str, dict[str, Any]]) -> bool:
-        """The changed lines into a copy of the view; False (nothing changed) where a line
-        came back into the cart in the middle of the log: only a rebuild keeps log order."""
+        """The changed lines into a copy of the view; False (the view left as it was) where
+        a line came back into the cart in the middle of the log: only a rebuild keeps log
+        order there."""
         view = dict(self._view)  # type: ignore[arg-type]
         entries = self._entries
         qty, value = self._qty, self._value

@@ -96,8 +96,8 @@ class WindowedCounters:
         ts = event.ts_ms
         changed = False
         last = self._last
-        if not last and self._prune_at is None:  # nothing stored: nothing to prune until a bucket comes
-            self._prune_at = (plan, None)
+        if self._prune_at is None and not last and not self._b and not self._d:
+            self._prune_at = (plan, None)  # nothing stored: nothing to prune until a bucket comes
         touched = self.touched = []
         before = self.touched_last = []
         for key, matcher, layout in plan._compiled.get(event.type, ()):
@@ -335,13 +335,8 @@ class WindowedCounters:
         """The keys of the series of ``reads`` (``(bucket key, windows)``, as for
         ``next_change_min``) a bucket of which leaves one of its windows at instant ``at``
         (bucket ``b`` leaves window ``w`` at ``b + w``)."""
-        b = self._b
         out = []
-        for bkey, windows in reads:
-            series = b.get(bkey)
-            if series is None:
-                continue
-            bs = series.bs
+        for bkey, bs, windows in self._series_read(reads):
             n = len(bs)
             for w in windows:
                 i = bisect_left(bs, at - w)
@@ -349,6 +344,14 @@ class WindowedCounters:
                     out.append(bkey[0])
                     break
         return out
+
+    def _series_read(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]]):
+        """``(bucket key, bucket starts, windows)`` of the series of ``reads`` that exist."""
+        b = self._b
+        for bkey, windows in reads:
+            series = b.get(bkey)
+            if series is not None:
+                yield bkey, series.bs, windows
 
     def last_change_before(self, reads: Iterable[tuple[tuple[str, int], tuple[int, ...]]], until: int) -> int | None:
         """The latest instant < ``until`` at which a bucket left one of the windows of
@@ -362,12 +365,7 @@ class WindowedCounters:
         """The smallest ``next_change`` over ``reads``: ``(read_key(key, w), (w, ...))``
         pairs, every window of a bucket key listed with it."""
         best = None
-        b = self._b
-        for bkey, windows in reads:
-            series = b.get(bkey)
-            if series is None:
-                continue
-            bs = series.bs
+        for _bkey, bs, windows in self._series_read(reads):
             n = len(bs)
             for w in windows:
                 i = bisect_right(bs, now - w)

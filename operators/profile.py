@@ -396,17 +396,17 @@ class Profile:
     def cart(self) -> dict[str, dict[str, Any]]:
         """The current cart: item -> qty, price, category, added_ms (first add still in it).
         Read-only: the same dict is returned until the cart changes."""
-        view = self._cart
-        if view is None:
-            view = self._cart = CartView()
-        return view.view(self.cart_log)
+        return self._cart_view().view(self.cart_log)
 
     def cart_totals(self) -> tuple[int, int]:
         """The cart's quantity and value in millionths (``operators.cart``)."""
+        return self._cart_view().totals(self.cart_log)
+
+    def _cart_view(self) -> CartView:
         view = self._cart
         if view is None:
             view = self._cart = CartView()
-        return view.totals(self.cart_log)
+        return view
 
     def _cart_line(self, item_id: str) -> dict[str, Any]:
         self._cart_json = None  # every cart change goes through here

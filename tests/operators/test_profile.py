@@ -249,7 +249,7 @@ def _encode_along_a_random_history():
 def test_lines_dropped_and_added_again_between_two_reads_keep_the_cart_in_log_order():
     """A full log drops its line of oldest activity for a new one. Here, between two reads
     of the cart: ``a`` (added with an old time) is dropped for ``b``, then added again
-    (now the last line of the log), dropping ``i0``; the view must list ``b`` then ``a``."""
+    (now the last line of the log), dropping ``i1``; the view must list ``b`` then ``a``."""
     p = Profile("u1")
     for n in range(MAX_CART_LINES):
         p.apply(event(1_000 + n, "add_to_cart", item_id=f"i{n}", price=1), "events/0", n)
