@@ -162,7 +162,6 @@ def flow_run(records: list, segments_path: Path | None, batch_size: int = 1000,
     from flows.memory import GcFreezer
     from flows.profile_flow import build_flow
     from flows.runtime import learner
-    from flows.runtime_state import ProcessorState
     from pulse.config import ModelsConfig
     from state.store import RocksStore
 
@@ -171,12 +170,9 @@ def flow_run(records: list, segments_path: Path | None, batch_size: int = 1000,
     with tempfile.TemporaryDirectory(prefix="pulse-bench-seg-") as d:
         store = RocksStore(Path(d) / "store")
         dead: list = []
-        state = None
-        if counters_only:
-            state = ProcessorState(store, policy=Policy(), max_aliases=50, cache_profiles=100_000,
-                                   extra_requirements=tuple(segs.plan.requirements), pii_key=options.pii_key)
         flow = build_flow(TestingSource(records, batch_size=batch_size), TestingSink(dead), store,
-                          options=options, segments=segs, state=state,
+                          options=options, segments=empty() if counters_only else segs,
+                          extra_requirements=tuple(segs.plan.requirements) if counters_only else (),
                           learner=learner(store, ModelsConfig()) if models else None)
         t0 = time.perf_counter()
         with GcFreezer():  # the collector policy `pulse run` runs the flow under

@@ -518,17 +518,19 @@ def build_flow(
     state: ProcessorState | None = None,
     learner=None,
     owner: str | None = None,
+    extra_requirements: tuple = (),
 ) -> Dataflow:
     """The profile flow over ``source``; invalid records go to ``dlq_sink``; erase
     requests come from ``control`` and their records go to ``erasure_sink``. Segment
     triggers go to the store's outbox (``flows.outbox`` publishes them). With ``owner``
     (a routing key, ``flows.cluster``), every input's records first move to the worker
-    it routes to: the flow runs in several processes and only that one holds the store."""
+    it routes to: the flow runs in several processes and only that one holds the store.
+    ``extra_requirements``: counters kept beside the segments' (``ProcessorState``)."""
     if state is None:
         state = ProcessorState(store, policy=policy or Policy(), max_aliases=max_aliases,
                                cache_profiles=cache_profiles, cache_bytes=cache_bytes, segments=segments,
-                               lateness_ms=lateness_ms,
-                               pii_key=options.pii_key, experiments=experiments, learner=learner)
+                               lateness_ms=lateness_ms, pii_key=options.pii_key,
+                               extra_requirements=extra_requirements, experiments=experiments, learner=learner)
     flow = Dataflow(flow_id)
 
     def read(step_id: str, src: Source[RawRecord]):
